@@ -1,0 +1,284 @@
+"""``Service``: a named, versioned set of typed handlers, served over RPC and registered."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar, overload
+
+from ..client import Client
+from ..registry import EndpointInfo, Node, Registry, ServiceInfo
+from ..settings import Settings
+from ..transport.client import split_address
+from ..transport.frames import DEFAULT_MAX_FRAME
+from ..transport.server import Router, RpcServer
+from .endpoint import Endpoint, Middleware, endpoints_of
+
+__all__ = ["Service"]
+
+log = logging.getLogger("micro.service")
+
+H = TypeVar("H")
+Hook = Callable[[], Awaitable[None]]
+
+
+class Service:
+    """A microservice.
+
+    Build it with a name (and optionally a version and metadata), add handlers with
+    :meth:`handler`, then :meth:`run` it (or ``await`` :meth:`start` / :meth:`stop`). The
+    blocks it uses (registry, client, ...) are passed in or built from the settings; nothing
+    is global, so several services can share one process.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        version: str = "latest",
+        metadata: dict[str, str] | None = None,
+        *,
+        registry: Registry | None = None,
+        client: Client | None = None,
+        settings: Settings | None = None,
+        middleware: Sequence[Middleware] = (),
+        address: str | None = None,
+        register_ttl: float = 15.0,
+        register_interval: float | None = None,
+        max_frame: int = DEFAULT_MAX_FRAME,
+    ) -> None:
+        if not name or any(c in name for c in " /:"):
+            raise ValueError(f"service name {name!r} must be non-empty, without spaces, / or :")
+        self.name = name
+        self.version = version
+        self.metadata = dict(metadata or {})
+        self._settings = settings
+        self._registry = registry
+        self._client = client
+        self.middleware = list(middleware)
+        self._address = address
+        self.register_ttl = register_ttl
+        self.register_interval = register_interval or register_ttl / 3
+        self.max_frame = max_frame
+        self.endpoints: dict[str, Endpoint] = {}
+        self._on_start: list[Hook] = []
+        self._on_stop: list[Hook] = []
+        self.server: RpcServer | None = None
+        self.node_id = f"{name}-{uuid.uuid4()}"
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._registered = False
+        self._stopped: asyncio.Event | None = None
+        self._owns_server = False
+
+    # -- building --------------------------------------------------------------------------------
+
+    @property
+    def settings(self) -> Settings:
+        """Settings given at construction, else read from the environment once."""
+        if self._settings is None:
+            self._settings = Settings.from_env()
+        return self._settings
+
+    @property
+    def registry(self) -> Registry:
+        """The registry this service registers in and resolves names from."""
+        if self._registry is None:
+            from ..registry.rpc import RpcRegistry
+
+            self._registry = RpcRegistry(self.settings.server)
+        return self._registry
+
+    @property
+    def client(self) -> Client:
+        """A client that resolves service names through :attr:`registry`."""
+        if self._client is None:
+            self._client = Client(self.registry, max_frame=self.max_frame)
+        return self._client
+
+    @overload
+    def handler(self, handler: type[H], *, name: str | None = None) -> type[H]: ...
+
+    @overload
+    def handler(self, handler: H, *, name: str | None = None) -> H: ...
+
+    @overload
+    def handler(self, handler: None = None, *, name: str | None = None) -> Callable[[H], H]: ...
+
+    def handler(self, handler: Any = None, *, name: str | None = None) -> Any:
+        """Add a handler: a class (instantiated with no arguments) or an instance. Each of its
+        public ``async def`` methods becomes the endpoint ``Handler.Method``. Usable as a
+        decorator, with or without ``name=`` to override ``Handler``."""
+        if handler is None:
+            return lambda h: self.handler(h, name=name)
+        instance = handler() if isinstance(handler, type) else handler
+        for ep in endpoints_of(instance, name):
+            if ep.name in self.endpoints:
+                raise ValueError(f"endpoint {ep.name} is defined twice")
+            self.endpoints[ep.name] = ep
+        return handler
+
+    def on_start(self, hook: Hook) -> Hook:
+        """Run ``hook`` after the server listens, before registering."""
+        self._on_start.append(hook)
+        return hook
+
+    def on_stop(self, hook: Hook) -> Hook:
+        """Run ``hook`` after in-flight calls drained and the service deregistered."""
+        self._on_stop.append(hook)
+        return hook
+
+    def info(self) -> ServiceInfo:
+        """What this service registers: endpoints with schemas, and its node when running."""
+        endpoints = [
+            EndpointInfo(
+                name=ep.name,
+                request=ep.request_schema,
+                response=ep.response_schema,
+                stream=ep.kind.value,
+                metadata=_endpoint_metadata(ep),
+            )
+            for ep in self.endpoints.values()
+        ]
+        nodes = []
+        if self.server is not None and self.server.address:
+            nodes.append(
+                Node(
+                    self.node_id,
+                    self.server.address,
+                    {"pid": str(os.getpid()), "host": socket.gethostname()},
+                )
+            )
+        return ServiceInfo(self.name, self.version, self.metadata, endpoints, nodes)
+
+    # -- running ---------------------------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        """``host:port`` the service listens on (after :meth:`start`)."""
+        return self.server.address if self.server is not None else ""
+
+    async def start(self, server: RpcServer | None = None) -> None:
+        """Listen (or join ``server``, a listener shared by several services), run the start
+        hooks, register and begin heartbeats."""
+        if not self.endpoints:
+            raise RuntimeError(f"service {self.name} has no handlers")
+        for ep in self.endpoints.values():
+            ep.wrap(self.middleware)
+        if server is None:
+            router = Router()
+            router.add(self.name, list(self.endpoints.values()))
+            self.server = RpcServer(router, self.max_frame)
+            host, port = split_address(self._address or self.settings.service_address)
+            await self.server.start(host, port)
+            self._owns_server = True
+        else:
+            server.router.add(self.name, list(self.endpoints.values()))
+            self.server = server
+        self._stopped = asyncio.Event()
+        for hook in self._on_start:
+            await hook()
+        await self._register(first=True)
+        self._heartbeat = asyncio.get_running_loop().create_task(self._beat())
+        log.info("%s %s serving on %s", self.name, self.version, self.address)
+
+    async def _register(self, first: bool = False) -> None:
+        try:
+            await self.registry.register(self.info(), self.register_ttl)
+        except Exception as exc:
+            level = logging.WARNING if first or self._registered else logging.DEBUG
+            log.log(level, "%s: cannot register (%s); retrying", self.name, exc)
+            self._registered = False
+        else:
+            if not self._registered and not first:
+                log.info("%s: registered again", self.name)
+            self._registered = True
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self.register_interval if self._registered else 1.0)
+            await self._register()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Refuse new calls, deregister, wait up to ``grace`` seconds for in-flight calls,
+        run the stop hooks, close connections."""
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            self._heartbeat = None
+        server = self.server
+        if server is not None:
+            if self._owns_server:
+                server.draining = True  # new calls get "draining" and go to another node
+            try:
+                await asyncio.wait_for(self.registry.deregister(self.info()), 5.0)
+            except Exception as exc:
+                log.warning("%s: cannot deregister (%s)", self.name, exc)
+            if self._owns_server:
+                await server.stop(grace)
+            else:
+                server.router.remove(self.name)
+        for hook in self._on_stop:
+            try:
+                await hook()
+            except Exception:
+                log.exception("%s: stop hook failed", self.name)
+        if self._client is not None:
+            await self._client.close()
+        if self._registry is not None:
+            await self._registry.close()
+        self.server = None
+        if self._stopped is not None:
+            self._stopped.set()
+
+    async def serve(self) -> None:
+        """Start, serve until SIGTERM or SIGINT, then stop gracefully."""
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await self.start()
+            await stop.wait()
+            log.info("%s: stopping", self.name)
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            await self.stop()
+
+    def run(self) -> None:
+        """Run the service in this process until it is told to stop (the ``main`` of a
+        service file)."""
+        configure_logging(self.name)
+        run(self.serve())
+
+
+def _endpoint_metadata(ep: Endpoint) -> dict[str, str]:
+    meta: dict[str, str] = {}
+    if ep.public:
+        meta["public"] = "true"
+    if ep.idempotent:
+        meta["idempotent"] = "true"
+    return meta
+
+
+def configure_logging(name: str) -> None:
+    """Plain one-line logs on stderr (the runtime captures them per service)."""
+    level = os.environ.get("MICRO_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(
+        level=level, format=f"%(asctime)s %(levelname)s {name} %(name)s: %(message)s"
+    )
+
+
+T = TypeVar("T")
+
+
+def run(main: Awaitable[T]) -> T:
+    """Run a coroutine on uvloop when installed, else on asyncio's default loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)  # type: ignore[arg-type]
+    return uvloop.run(main)  # type: ignore[no-any-return]

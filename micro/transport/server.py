@@ -1,0 +1,366 @@
+"""The serving side of the protocol: accept connections, dispatch frames to endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from typing import Any
+
+from ..context import Context, _current
+from ..errors import MicroError, WireError, bad_request, internal, not_found, timeout, too_large
+from ..service.endpoint import Endpoint, StreamKind
+from . import eager
+from .connection import FramedProtocol
+from .frames import DEFAULT_MAX_FRAME, PREFACE, Frame, Kind
+from .streams import InboundStream
+
+__all__ = ["Router", "RpcServer"]
+
+log = logging.getLogger("micro.server")
+
+_NOT_MICRO = (
+    b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
+    b"This port speaks the micro RPC protocol (docs/protocol.md), not HTTP. "
+    b"Use the API gateway for HTTP.\r\n"
+)
+
+
+class Router:
+    """Endpoints by service name and endpoint name; one listener can serve many services."""
+
+    def __init__(self) -> None:
+        self.services: dict[str, dict[str, Endpoint]] = {}
+
+    def add(self, service: str, endpoints: list[Endpoint]) -> None:
+        """Serve ``endpoints`` under ``service``."""
+        table = self.services.setdefault(service, {})
+        for ep in endpoints:
+            table[ep.name] = ep
+
+    def remove(self, service: str) -> None:
+        """Stop serving ``service``."""
+        self.services.pop(service, None)
+
+
+class _Call:
+    """Bookkeeping for a call that did not finish inside ``data_received``."""
+
+    __slots__ = ("deadline_timer", "inbound", "task", "timed_out")
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[Any] | None = None
+        self.inbound: InboundStream[Any] | None = None
+        self.deadline_timer: asyncio.TimerHandle | None = None
+        self.timed_out = False
+
+
+def _error_frame(call_id: int, err: MicroError) -> Frame:
+    return Frame(Kind.ERROR, call_id, error=err.to_wire())
+
+
+class ServerConnection(FramedProtocol):
+    """One accepted connection."""
+
+    def __init__(self, server: RpcServer) -> None:
+        super().__init__(server.max_frame)
+        self.server = server
+        self.calls: dict[int, _Call] = {}
+        self._preface = b""
+        self._peer = ""
+        self._pressure = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        peer = transport.get_extra_info("peername")
+        self._peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self.server.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        if len(self._preface) < len(PREFACE):
+            need = len(PREFACE) - len(self._preface)
+            self._preface += data[:need]
+            data = data[need:]
+            if not PREFACE.startswith(self._preface):
+                log.warning("closing connection from %s: not the micro protocol", self._peer)
+                if self.transport is not None:
+                    self.transport.write(_NOT_MICRO)
+                self.close()
+                return
+            if not data:
+                return
+        super().data_received(data)
+
+    # -- frames --------------------------------------------------------------------------------
+
+    def frames_received(self, frames: list[Frame]) -> None:
+        for frame in frames:
+            kind = frame.kind
+            if kind == Kind.REQUEST:
+                self._request(frame)
+            elif kind == Kind.MESSAGE:
+                call = self.calls.get(frame.id)
+                if call is not None and call.inbound is not None:
+                    call.inbound.put(frame.body)
+            elif kind == Kind.END:
+                call = self.calls.get(frame.id)
+                if call is not None and call.inbound is not None:
+                    call.inbound.end()
+            elif kind == Kind.CANCEL:
+                self._cancel(frame.id)
+            elif kind == Kind.PING:
+                self.send(Frame(Kind.PONG, frame.id))
+            elif kind == Kind.PONG:
+                pass
+            else:
+                self.send(
+                    _error_frame(frame.id, bad_request("micro", f"unexpected frame kind {kind}"))
+                )
+
+    def oversized_frame(self, call_id: int, size: int) -> None:
+        detail = f"frame of {size} bytes exceeds the limit of {self.max_frame} bytes"
+        self.send(_error_frame(call_id, too_large("micro", detail)))
+        call = self.calls.get(call_id)
+        if call is not None and call.inbound is not None:
+            call.inbound.fail(too_large("micro", detail))
+
+    def _request(self, frame: Frame) -> None:
+        server = self.server
+        call_id = frame.id
+        if call_id in self.calls:
+            self.send(_error_frame(call_id, bad_request("micro", f"call id {call_id} in use")))
+            return
+        if server.draining:
+            err = MicroError(frame.service, "draining", "service is shutting down", 503)
+            self.send(_error_frame(call_id, err))
+            return
+        table = server.router.services.get(frame.service)
+        if table is None:
+            err = not_found(frame.service, f"service {frame.service!r} is not served here")
+            self.send(_error_frame(call_id, err))
+            return
+        ep = table.get(frame.endpoint)
+        if ep is None:
+            err = not_found(
+                frame.service, f"service {frame.service!r} has no endpoint {frame.endpoint!r}"
+            )
+            self.send(_error_frame(call_id, err))
+            return
+        deadline = time.monotonic() + frame.timeout / 1000 if frame.timeout > 0 else None
+        ctx = Context(frame.metadata or {}, deadline, frame.service, ep.name, self._peer)
+        server.calls_total += 1
+        if ep.kind is StreamKind.UNARY:
+            self._unary(frame, ep, ctx)
+        else:
+            self._stream(frame, ep, ctx)
+
+    def _unary(self, frame: Frame, ep: Endpoint, ctx: Context) -> None:
+        call_id = frame.id
+        codec = frame.codec
+        try:
+            request = ep.decode_request(frame.body, codec)
+        except MicroError as err:
+            self.server.errors_total += 1
+            self.send(_error_frame(call_id, err))
+            return
+        token = _current.set(ctx)
+        try:
+            coro = ep.call(ctx, request)
+            state, value = eager.step(coro)  # type: ignore[arg-type]
+            if state == eager.SUSPENDED:
+                task = eager.resume(coro, value)  # type: ignore[arg-type]
+        finally:
+            _current.reset(token)
+        if state == eager.DONE:
+            self._reply(call_id, ep, codec, value)
+        elif state == eager.FAILED:
+            self._fail(call_id, ep, value)
+        else:
+            self._track(call_id, task, ctx)
+            task.add_done_callback(functools.partial(self._unary_done, call_id, ep, codec))
+
+    def _track(self, call_id: int, task: asyncio.Task[Any], ctx: Context) -> _Call:
+        call = self.calls.get(call_id)
+        if call is None:
+            call = self.calls[call_id] = _Call()
+        call.task = task
+        self.server.tasks.add(task)
+        task.add_done_callback(self.server.tasks.discard)
+        remaining = ctx.remaining()
+        if remaining is not None:
+            call.deadline_timer = self.loop.call_later(remaining, self._expire, call)
+        return call
+
+    def _expire(self, call: _Call) -> None:
+        call.timed_out = True
+        if call.task is not None:
+            call.task.cancel()
+
+    def _finish(self, call_id: int) -> _Call | None:
+        call = self.calls.pop(call_id, None)
+        if call is not None:
+            if call.deadline_timer is not None:
+                call.deadline_timer.cancel()
+            if call.inbound is not None:
+                call.inbound.release()
+        return call
+
+    def _unary_done(self, call_id: int, ep: Endpoint, codec: int, task: asyncio.Task[Any]) -> None:
+        call = self._finish(call_id)
+        if task.cancelled():
+            if call is not None and call.timed_out:
+                self._fail(call_id, ep, timeout(ep.name, "deadline exceeded"))
+            return
+        exc = task.exception()
+        if exc is not None:
+            self._fail(call_id, ep, exc)
+        else:
+            self._reply(call_id, ep, codec, task.result())
+
+    def _reply(self, call_id: int, ep: Endpoint, codec: int, value: Any) -> None:
+        try:
+            body = ep.encode_response(value, codec)
+        except MicroError as err:
+            self._fail(call_id, ep, err)
+            return
+        if len(body) > self.max_frame - 64:
+            detail = f"response of {len(body)} bytes exceeds the frame limit of {self.max_frame}"
+            self._fail(call_id, ep, too_large(ep.name, detail))
+            return
+        self.send(Frame(Kind.RESPONSE, call_id, body, codec))
+
+    def _fail(self, call_id: int, ep: Endpoint, exc: BaseException) -> None:
+        self.server.errors_total += 1
+        if isinstance(exc, MicroError):
+            err = exc
+        else:
+            log.error("%s failed", ep.name, exc_info=exc)
+            err = internal(ep.name, f"{type(exc).__name__}: {exc}")
+        self.send(_error_frame(call_id, err))
+
+    # -- streaming calls -----------------------------------------------------------------------
+
+    def _stream(self, frame: Frame, ep: Endpoint, ctx: Context) -> None:
+        call_id = frame.id
+        codec = frame.codec
+        call = self.calls[call_id] = _Call()
+        if ep.kind is StreamKind.SERVER:
+            try:
+                request: Any = ep.decode_request(frame.body, codec)
+            except MicroError as err:
+                self.calls.pop(call_id, None)
+                self.send(_error_frame(call_id, err))
+                return
+        else:
+            request = call.inbound = InboundStream(
+                functools.partial(ep.decode_request, codec=codec), self._set_pressure
+            )
+        token = _current.set(ctx)
+        try:
+            task = self.loop.create_task(self._run_stream(call_id, call, ep, ctx, codec, request))
+        finally:
+            _current.reset(token)
+        self._track(call_id, task, ctx)
+
+    async def _run_stream(
+        self, call_id: int, call: _Call, ep: Endpoint, ctx: Context, codec: int, request: Any
+    ) -> None:
+        try:
+            result = await ep.call(ctx, request)
+            if ep.kind is StreamKind.CLIENT:
+                self._reply(call_id, ep, codec, result)
+                return
+            try:
+                async for item in result:
+                    body = ep.encode_response(item, codec)
+                    self.send(Frame(Kind.MESSAGE, call_id, body, codec))
+                    await self.drain()
+            finally:
+                await result.aclose()
+            self.send(Frame(Kind.END, call_id))
+        except asyncio.CancelledError:
+            if call.timed_out:
+                self._fail(call_id, ep, timeout(ep.name, "deadline exceeded"))
+            raise
+        except ConnectionResetError:
+            return
+        except Exception as exc:
+            self._fail(call_id, ep, exc)
+        finally:
+            self._finish(call_id)
+
+    def _set_pressure(self, on: bool) -> None:
+        self._pressure += 1 if on else -1
+        if self.transport is None or self.closed:
+            return
+        if on and self._pressure == 1:
+            self.transport.pause_reading()
+        elif not on and self._pressure == 0:
+            self.transport.resume_reading()
+
+    def _cancel(self, call_id: int) -> None:
+        call = self.calls.pop(call_id, None)
+        if call is None:
+            return
+        if call.deadline_timer is not None:
+            call.deadline_timer.cancel()
+        if call.inbound is not None:
+            call.inbound.release()
+        if call.task is not None:
+            call.task.cancel()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.server.connections.discard(self)
+        for call_id in list(self.calls):
+            self._cancel(call_id)
+
+
+class RpcServer:
+    """A listening socket that serves the endpoints of a :class:`Router`."""
+
+    def __init__(self, router: Router, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        self.router = router
+        self.max_frame = max_frame
+        self.connections: set[ServerConnection] = set()
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.draining = False
+        self.calls_total = 0
+        self.errors_total = 0
+        self._server: asyncio.Server | None = None
+        self.address = ""
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Listen on ``host:port`` (0 picks a free port); return the ``host:port`` bound."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: ServerConnection(self), host, port, reuse_address=True
+        )
+        sock_host, sock_port = self._server.sockets[0].getsockname()[:2]
+        self.address = f"{sock_host}:{sock_port}"
+        return self.address
+
+    async def drain(self, grace: float = 10.0) -> None:
+        """Refuse new calls, wait up to ``grace`` seconds for in-flight ones, then cancel."""
+        self.draining = True
+        if self._server is not None:
+            self._server.close()
+        pending = {t for t in self.tasks if not t.done()}
+        if pending:
+            _, still = await asyncio.wait(pending, timeout=grace)
+            for task in still:
+                task.cancel()
+            if still:
+                await asyncio.wait(still, timeout=1.0)
+        for conn in list(self.connections):
+            conn.flush()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Drain, then close every connection."""
+        await self.drain(grace)
+        for conn in list(self.connections):
+            conn.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
