@@ -75,7 +75,10 @@ class MicroError(Exception):
         return cls(err.id, err.code, err.detail, err.status)
 
     def __repr__(self) -> str:
-        return f"MicroError(id={self.id!r}, code={self.code!r}, status={self.status}, detail={self.detail!r})"
+        return (
+            f"MicroError(id={self.id!r}, code={self.code!r}, status={self.status}, "
+            f"detail={self.detail!r})"
+        )
 
     def __str__(self) -> str:
         where = f"{self.id}: " if self.id else ""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["DEFAULT_SERVER", "Settings"]
@@ -22,7 +22,7 @@ class Settings:
     """
 
     server: str = DEFAULT_SERVER
-    data_dir: Path = Path("~/.micro").expanduser()
+    data_dir: Path = field(default_factory=lambda: Path("~/.micro").expanduser())
     profile: str = "local"
     service_address: str = "127.0.0.1:0"
 
@@ -43,7 +43,7 @@ class Settings:
         """Raise ``ValueError`` naming the setting that is wrong."""
         for name in ("server", "service_address"):
             value = getattr(self, name)
-            host, sep, port = value.rpartition(":")
+            _, sep, port = value.rpartition(":")
             if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
                 raise ValueError(f"MICRO_{name.upper()}={value!r} is not host:port")
         if self.profile not in ("local",):

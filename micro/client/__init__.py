@@ -110,7 +110,9 @@ class Client:
         try:
             return decoder.decode(body)
         except msgspec.ValidationError as exc:
-            raise bad_request(service, f"response of {endpoint} does not fit {response_type}: {exc}") from None
+            raise bad_request(
+                service, f"response of {endpoint} does not fit {response_type}: {exc}"
+            ) from None
 
     async def call_raw(
         self,
@@ -185,7 +187,14 @@ class Client:
         call_id = conn.next_id()
         fut = conn.request(
             Frame(
-                Kind.REQUEST, call_id, body, codec, None, service, endpoint, metadata,
+                Kind.REQUEST,
+                call_id,
+                body,
+                codec,
+                None,
+                service,
+                endpoint,
+                metadata,
                 max(1, int(wait * 1000)),
             )
         )
@@ -301,8 +310,10 @@ class Stream:
             return
         client = self._client
         wait, metadata = client._budget(
-            self._timeout if self._timeout is not None else 1e9, self._metadata,
-            self.service, self.endpoint,
+            self._timeout if self._timeout is not None else 1e9,
+            self._metadata,
+            self.service,
+            self.endpoint,
         )
         address = self._address or await client._pick(self.service, [])
         try:
@@ -314,8 +325,17 @@ class Stream:
         body = _encoder.encode(self._request) if self._request is not None else b""
         ms = 0 if wait >= 1e8 else max(1, int(wait * 1000))
         conn.open_stream(
-            Frame(Kind.REQUEST, self._id, body, Codec.MSGPACK, None, self.service,
-                  self.endpoint, metadata, ms),
+            Frame(
+                Kind.REQUEST,
+                self._id,
+                body,
+                Codec.MSGPACK,
+                None,
+                self.service,
+                self.endpoint,
+                metadata,
+                ms,
+            ),
             self._inbound,
         )
         self._conn = conn

@@ -57,7 +57,9 @@ class RegistryView:
         self._nodes.pop(service, None)
 
     def _refresh(self, service: str) -> None:
-        self._nodes[service] = [n for svc in self._services.get(service, {}).values() for n in svc.nodes]
+        self._nodes[service] = [
+            n for svc in self._services.get(service, {}).values() for n in svc.nodes
+        ]
 
     def apply(self, event: Event) -> None:
         """Fold one watch event into the cache (only for services already cached)."""

@@ -66,7 +66,7 @@ class MemoryRegistry:
         for node in service.nodes:
             current.nodes[node.id] = (node, expires)
         if kind:
-            self._notify(kind, current)  # type: ignore[arg-type]
+            self._notify(kind, current)
 
     @staticmethod
     def _adds_node(current: _Version, service: ServiceInfo) -> bool:
@@ -104,7 +104,9 @@ class MemoryRegistry:
         dropped = 0
         for name, versions in list(self._services.items()):
             for version, current in list(versions.items()):
-                dead = [nid for nid, (_, exp) in current.nodes.items() if exp is not None and exp <= now]
+                dead = [
+                    nid for nid, (_, exp) in current.nodes.items() if exp is not None and exp <= now
+                ]
                 if not dead:
                     continue
                 for nid in dead:

@@ -32,38 +32,57 @@ class RpcRegistry:
     async def register(self, service: ServiceInfo, ttl: float | None = None) -> None:
         """Add or refresh ``service``'s nodes."""
         await self._client.call(
-            SERVICE, "Registry.Register", RegisterRequest(service, ttl),
-            address=self.address, timeout=self._timeout, response_type=Empty,
+            SERVICE,
+            "Registry.Register",
+            RegisterRequest(service, ttl),
+            address=self.address,
+            timeout=self._timeout,
+            response_type=Empty,
         )
 
     async def deregister(self, service: ServiceInfo) -> None:
         """Remove ``service``'s nodes."""
         await self._client.call(
-            SERVICE, "Registry.Deregister", ServiceRequest(service),
-            address=self.address, timeout=self._timeout, response_type=Empty,
+            SERVICE,
+            "Registry.Deregister",
+            ServiceRequest(service),
+            address=self.address,
+            timeout=self._timeout,
+            response_type=Empty,
         )
 
     async def get_service(self, name: str) -> list[ServiceInfo]:
         """Every live version of ``name``."""
         resp = await self._client.call(
-            SERVICE, "Registry.GetService", GetServiceRequest(name),
-            address=self.address, timeout=self._timeout, response_type=ServicesResponse,
+            SERVICE,
+            "Registry.GetService",
+            GetServiceRequest(name),
+            address=self.address,
+            timeout=self._timeout,
+            response_type=ServicesResponse,
         )
         return resp.services
 
     async def list_services(self) -> list[ServiceInfo]:
         """Every live service version."""
         resp = await self._client.call(
-            SERVICE, "Registry.ListServices", Empty(),
-            address=self.address, timeout=self._timeout, response_type=ServicesResponse,
+            SERVICE,
+            "Registry.ListServices",
+            Empty(),
+            address=self.address,
+            timeout=self._timeout,
+            response_type=ServicesResponse,
         )
         return resp.services
 
     async def watch(self, service: str | None = None) -> AsyncIterator[Event]:
         """Changes from now on, streamed from the server."""
         stream = self._client.stream(
-            SERVICE, "Registry.Watch", WatchRequest(service),
-            address=self.address, response_type=Event,
+            SERVICE,
+            "Registry.Watch",
+            WatchRequest(service),
+            address=self.address,
+            response_type=Event,
         )
         try:
             async for event in stream:

@@ -8,7 +8,7 @@ import os
 import signal
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar, overload
 
 from ..client import Client
@@ -73,6 +73,8 @@ class Service:
         self._registered = False
         self._stopped: asyncio.Event | None = None
         self._owns_server = False
+        self._made_client = False
+        self._made_registry = False
 
     # -- building --------------------------------------------------------------------------------
 
@@ -90,6 +92,7 @@ class Service:
             from ..registry.rpc import RpcRegistry
 
             self._registry = RpcRegistry(self.settings.server)
+            self._made_registry = True
         return self._registry
 
     @property
@@ -97,6 +100,7 @@ class Service:
         """A client that resolves service names through :attr:`registry`."""
         if self._client is None:
             self._client = Client(self.registry, max_frame=self.max_frame)
+            self._made_client = True
         return self._client
 
     @overload
@@ -120,6 +124,26 @@ class Service:
                 raise ValueError(f"endpoint {ep.name} is defined twice")
             self.endpoints[ep.name] = ep
         return handler
+
+    def use(
+        self,
+        *,
+        registry: Registry | None = None,
+        client: Client | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        """Replace blocks before :meth:`start` (tests use it to run a service against an
+        in-process registry)."""
+        if self.server is not None:
+            raise RuntimeError("cannot change the blocks of a running service")
+        if registry is not None:
+            self._registry, self._made_registry = registry, False
+            if client is None and self._made_client:
+                self._client, self._made_client = None, False
+        if client is not None:
+            self._client, self._made_client = client, False
+        if settings is not None:
+            self._settings = settings
 
     def on_start(self, hook: Hook) -> Hook:
         """Run ``hook`` after the server listens, before registering."""
@@ -225,10 +249,12 @@ class Service:
                 await hook()
             except Exception:
                 log.exception("%s: stop hook failed", self.name)
-        if self._client is not None:
+        if self._client is not None and self._made_client:
             await self._client.close()
-        if self._registry is not None:
+            self._client = None
+        if self._registry is not None and self._made_registry:
             await self._registry.close()
+            self._registry = None
         self.server = None
         if self._stopped is not None:
             self._stopped.set()
@@ -275,10 +301,10 @@ def configure_logging(name: str) -> None:
 T = TypeVar("T")
 
 
-def run(main: Awaitable[T]) -> T:
+def run(main: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine on uvloop when installed, else on asyncio's default loop."""
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(main)  # type: ignore[arg-type]
+        return asyncio.run(main)
     return uvloop.run(main)  # type: ignore[no-any-return]

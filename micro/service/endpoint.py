@@ -37,7 +37,7 @@ _json_encoder = msgspec.json.Encoder()
 _msgpack_encoder = msgspec.msgpack.Encoder()
 
 
-class StreamKind(str, enum.Enum):
+class StreamKind(enum.StrEnum):
     """The shape of an endpoint's conversation."""
 
     UNARY = "unary"
@@ -87,6 +87,8 @@ class Endpoint:
     """One callable endpoint of a service: ``Handler.Method``."""
 
     __slots__ = (
+        "_json_decoder",
+        "_msgpack_decoder",
         "call",
         "func",
         "idempotent",
@@ -97,8 +99,6 @@ class Endpoint:
         "request_type",
         "response_schema",
         "response_type",
-        "_json_decoder",
-        "_msgpack_decoder",
     )
 
     def __init__(self, name: str, func: Callable[..., Any]) -> None:
@@ -189,4 +189,3 @@ def endpoints_of(handler: object, name: str | None = None) -> list[Endpoint]:
     if not found:
         raise TypeError(f"handler {prefix} has no 'async def' methods")
     return found
-

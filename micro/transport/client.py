@@ -6,7 +6,7 @@ import asyncio
 import itertools
 from typing import Any
 
-from ..errors import MicroError, too_large, unavailable
+from ..errors import MicroError, bad_request, too_large, unavailable
 from .connection import FramedProtocol
 from .frames import DEFAULT_MAX_FRAME, PREFACE, Frame, Kind
 from .streams import InboundStream
@@ -77,13 +77,17 @@ class ClientConnection(FramedProtocol):
                         stream.put(frame.body)
                         stream.end()
                 elif frame.id == 0 and kind == Kind.ERROR:
-                    self._lost = (
-                        MicroError.from_wire(frame.error) if frame.error else None
-                    )
+                    self._lost = MicroError.from_wire(frame.error) if frame.error else None
             elif kind == Kind.MESSAGE:
                 stream = self.streams.get(frame.id)
                 if stream is not None:
                     stream.put(frame.body)
+                elif frame.id in self.pending:  # a unary call answered by a stream
+                    err = bad_request(self.address, "the endpoint streams; open it as a stream")
+                    self.pending.pop(frame.id).set_result(
+                        Frame(Kind.ERROR, frame.id, error=err.to_wire())
+                    )
+                    self.send(Frame(Kind.CANCEL, frame.id))
             elif kind == Kind.END:
                 stream = self.streams.pop(frame.id, None)
                 if stream is not None:
@@ -92,7 +96,9 @@ class ClientConnection(FramedProtocol):
                 self.send(Frame(Kind.PONG, frame.id))
 
     def oversized_frame(self, call_id: int, size: int) -> None:
-        err = too_large(self.address, f"reply of {size} bytes exceeds the limit of {self.max_frame}")
+        err = too_large(
+            self.address, f"reply of {size} bytes exceeds the limit of {self.max_frame}"
+        )
         fut = self.pending.pop(call_id, None)
         if fut is not None and not fut.done():
             fut.set_result(Frame(Kind.ERROR, call_id, error=err.to_wire()))
@@ -103,7 +109,9 @@ class ClientConnection(FramedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
         reason = self._lost or exc
-        lost = ConnectionLost(f"connection to {self.address} lost" + (f": {reason}" if reason else ""))
+        lost = ConnectionLost(
+            f"connection to {self.address} lost" + (f": {reason}" if reason else "")
+        )
         pending, self.pending = self.pending, {}
         for fut in pending.values():
             if not fut.done():
@@ -125,7 +133,9 @@ async def connect(address: str, max_frame: int = DEFAULT_MAX_FRAME) -> ClientCon
     """Open a connection to a micro RPC server at ``host:port``."""
     host, port = split_address(address)
     loop = asyncio.get_running_loop()
-    _, proto = await loop.create_connection(lambda: ClientConnection(address, max_frame), host, port)
+    _, proto = await loop.create_connection(
+        lambda: ClientConnection(address, max_frame), host, port
+    )
     return proto
 
 

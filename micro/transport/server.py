@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from ..context import Context, _current
-from ..errors import MicroError, WireError, bad_request, internal, not_found, timeout, too_large
+from ..errors import MicroError, bad_request, internal, not_found, timeout, too_large
 from ..service.endpoint import Endpoint, StreamKind
 from . import eager
 from .connection import FramedProtocol

@@ -1,0 +1,107 @@
+"""What every CLI command shares: settings, running async work, errors, output."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import AsyncIterator, Coroutine, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+
+import typer
+
+if TYPE_CHECKING:
+    from ..client import Client
+
+T = TypeVar("T")
+
+Output = Annotated[str, typer.Option("--output", "-o", help="table or json", metavar="table|json")]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print a one-line error on stderr and exit non-zero."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def server_address() -> str:
+    """``MICRO_SERVER`` or the default, validated."""
+    from ..settings import Settings
+
+    try:
+        return Settings.from_env().server
+    except ValueError as exc:
+        fail(str(exc))
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro``; turn platform errors into one clear line and an exit code."""
+    from ..errors import MicroError
+
+    try:
+        return asyncio.run(coro)
+    except MicroError as err:
+        if (
+            err.code == "unavailable"
+            and "cannot connect" in err.detail
+            and err.id
+            in (
+                "registry",
+                "runtime",
+            )
+        ):
+            fail(
+                f"cannot reach micro server at {server_address()}: is `micro server` running?"
+                " (set MICRO_SERVER to point elsewhere)"
+            )
+        fail(f"{err.detail} ({err.code}, {err.status})" + (f" from {err.id}" if err.id else ""))
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+@asynccontextmanager
+async def connect() -> AsyncIterator[Client]:
+    """A client that resolves services through the server's registry."""
+    from ..client import Client
+    from ..registry.rpc import RpcRegistry
+
+    registry = RpcRegistry(server_address())
+    client = Client(registry)
+    try:
+        yield client
+    finally:
+        await client.close()
+        await registry.close()
+
+
+def parse_json(text: str, what: str = "request") -> Any:
+    """Parse a JSON argument, failing with a clear message."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        fail(f"{what} is not valid JSON: {exc}")
+
+
+def print_json(value: Any) -> None:
+    """JSON on stdout: indented on a terminal, one line in a pipe."""
+    indent = 2 if sys.stdout.isatty() else None
+    typer.echo(json.dumps(value, indent=indent, ensure_ascii=False, default=str))
+
+
+def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], output: str) -> None:
+    """Rows as a rich table, or as a JSON list of objects with ``--output json``."""
+    if output == "json":
+        print_json([dict(zip(columns, row, strict=True)) for row in rows])
+        return
+    if output != "table":
+        fail(f"unknown output {output!r} (table, json)")
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold")
+    for col in columns:
+        table.add_column(col.upper())
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    Console().print(table)

@@ -1,0 +1,137 @@
+"""``micro server``: hosts the core services on one RPC listener, plus the HTTP gateway.
+
+::
+
+    :8081  RPC ── registry  (Registry.*)   backend: MemoryRegistry + reaper
+               └─ runtime   (Runtime.*)    backend: LocalRuntime (supervised processes)
+    :8080  HTTP gateway ──> any registered service
+
+Each core service is an ordinary :class:`~micro.Service` sharing the listener, registered in
+the registry like any other, so ``micro services`` lists them too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..client import Client
+from ..gateway import Gateway
+from ..registry.handler import RegistryHandler
+from ..registry.memory import MemoryRegistry
+from ..service import Service
+from ..settings import Settings
+from ..transport.client import split_address
+from ..transport.server import Router, RpcServer
+
+__all__ = ["MicroServer", "ServerOptions"]
+
+log = logging.getLogger("micro.server")
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """Where the server listens and keeps state."""
+
+    address: str = "127.0.0.1:8081"
+    gateway: str | None = "127.0.0.1:8080"  # None: no gateway
+    data_dir: Path = field(default_factory=lambda: Settings.from_env().data_dir)
+    runtime: bool = True  # supervise services started with `micro run`
+    reap_interval: float = 1.0
+
+
+class MicroServer:
+    """The core runtime in one process."""
+
+    def __init__(self, options: ServerOptions | None = None) -> None:
+        self.options = options or ServerOptions()
+        self.registry = MemoryRegistry()
+        self.router = Router()
+        self.rpc = RpcServer(self.router)
+        self.client = Client(self.registry)
+        self.gateway: Gateway | None = None
+        self.runtime: Any = None
+        self.services: list[Service] = []
+        self._reaper: asyncio.Task[None] | None = None
+
+    @property
+    def address(self) -> str:
+        """The RPC ``host:port`` (after :meth:`start`)."""
+        return self.rpc.address
+
+    def _core(self, name: str, handler: object, handler_name: str) -> Service:
+        settings = Settings(server=self.rpc.address, data_dir=self.options.data_dir)
+        svc = Service(
+            name, registry=self.registry, client=self.client, settings=settings, register_ttl=60.0
+        )
+        svc.handler(handler, name=handler_name)
+        return svc
+
+    async def start(self) -> None:
+        """Listen, start the core services and the gateway, bring back supervised services."""
+        self.options.data_dir.mkdir(parents=True, exist_ok=True)
+        host, port = split_address(self.options.address)
+        await self.rpc.start(host, port)
+        self._reaper = asyncio.get_running_loop().create_task(
+            self.registry.run_reaper(self.options.reap_interval)
+        )
+        self.services.append(self._core("registry", RegistryHandler(self.registry), "Registry"))
+        if self.options.runtime:
+            from ..runtime.handler import RuntimeHandler
+            from ..runtime.local import LocalRuntime
+
+            self.runtime = LocalRuntime(self.options.data_dir, server=self.rpc.address)
+            self.services.append(self._core("runtime", RuntimeHandler(self.runtime), "Runtime"))
+        for svc in self.services:
+            await svc.start(server=self.rpc)
+        if self.options.gateway is not None:
+            self.gateway = Gateway(self.client, self.options.gateway)
+            await self.gateway.start()
+        if self.runtime is not None:
+            await self.runtime.start()
+        log.info(
+            "micro server: RPC on %s, gateway on %s, data in %s",
+            self.rpc.address,
+            self.gateway.address if self.gateway else "-",
+            self.options.data_dir,
+        )
+
+    async def stop(self) -> None:
+        """Stop supervised services (their desired state is kept), the gateway and the core."""
+        if self.runtime is not None:
+            await self.runtime.close()
+        if self.gateway is not None:
+            await self.gateway.stop()
+        self.rpc.draining = True
+        for svc in reversed(self.services):
+            await svc.stop()
+        self.services.clear()
+        await self.rpc.stop(grace=5.0)
+        if self._reaper is not None:
+            self._reaper.cancel()
+            self._reaper = None
+        await self.client.close()
+
+    async def serve(self) -> None:
+        """Run until SIGTERM or SIGINT."""
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await self.start()
+            await stop.wait()
+        finally:
+            log.info("micro server: stopping")
+            await self.stop()
+
+    async def __aenter__(self) -> MicroServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
