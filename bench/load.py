@@ -77,7 +77,10 @@ async def measure(
         for worker in workers:
             worker.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
-        watch.cancel()
+        if not watch.done():
+            watch.cancel()
+        elif not watch.cancelled():
+            watch.exception()  # retrieved: it was raised above or is a cancellation
     latencies.sort()
     return Row(
         transport=transport,

@@ -8,6 +8,7 @@ workers looping call-await: a warm-up, then ``--duration`` seconds timed per cal
 from __future__ import annotations
 
 import argparse
+import asyncio
 import cProfile
 import datetime
 import json
@@ -88,8 +89,17 @@ async def _run_transport(module: ModuleType, address: str, args: argparse.Namesp
                 profiler.dump_stats(args.profile / f"{module.NAME}-{inflight}-client.prof")
         finally:
             await client.close()
+            _raise_if_interrupted()
         rows.append(row)
     return rows
+
+
+def _raise_if_interrupted() -> None:
+    """Re-raise a Ctrl-C that library code swallowed (nats-py's close does): the runner
+    cancelled this task, so end it cancelled and the runner raises KeyboardInterrupt."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def run(args: argparse.Namespace) -> tuple[list[Row], list[str]]:
@@ -180,7 +190,11 @@ Reproduce: `python -m bench rpc --duration {args.duration:g} --transports {trans
 def main(argv: Sequence[str]) -> int:
     """Run the benchmark; print rows as JSON or as a table with ratios."""
     args = parse_args(argv)
-    rows, failed = run(args)
+    try:
+        rows, failed = run(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted; every child process has been stopped", file=sys.stderr)
+        return 130
     if args.json:
         print(json.dumps([msgspec.to_builtins(row) for row in rows]))
     else:

@@ -46,7 +46,7 @@ async def _serve(name: str, arg: str, lifetime: float) -> None:
         print(f"bench.serve: lifetime of {lifetime:.0f} s is over; stopping", file=sys.stderr)
     finally:
         loop.remove_reader(stdin)
-        await asyncio.wait_for(stop(), 10)
+        await asyncio.wait_for(stop(), 5)
 
 
 def main(argv: list[str] | None = None) -> int:

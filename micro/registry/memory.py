@@ -27,12 +27,30 @@ class _Version:
 
 
 class _Watcher:
-    __slots__ = ("overflowed", "queue", "service")
+    """One watch: subscribed as soon as it is created, so no change is missed between
+    ``watch()`` and the first ``__anext__``."""
 
-    def __init__(self, service: str | None) -> None:
+    __slots__ = ("_registry", "overflowed", "queue", "service")
+
+    def __init__(self, registry: MemoryRegistry, service: str | None) -> None:
+        self._registry = registry
         self.service = service
         self.queue: asyncio.Queue[Event] = asyncio.Queue(_WATCH_BUFFER)
         self.overflowed = False
+        registry._watchers.add(self)
+
+    def __aiter__(self) -> _Watcher:
+        return self
+
+    async def __anext__(self) -> Event:
+        if self.overflowed and self.queue.empty():
+            await self.aclose()
+            raise bad_request("registry", "watcher fell too far behind; watch again")
+        return await self.queue.get()
+
+    async def aclose(self) -> None:
+        """Stop watching."""
+        self._registry._watchers.discard(self)
 
 
 class MemoryRegistry:
@@ -168,18 +186,10 @@ class MemoryRegistry:
                 watcher.overflowed = True
                 self._watchers.discard(watcher)
 
-    async def watch(self, service: str | None = None) -> AsyncIterator[Event]:
+    def watch(self, service: str | None = None) -> AsyncIterator[Event]:
         """Changes from now on. A watcher that falls over 10,000 events behind is ended with
         an error, so it can start again from a fresh read instead of missing changes."""
-        watcher = _Watcher(service)
-        self._watchers.add(watcher)
-        try:
-            while True:
-                if watcher.overflowed and watcher.queue.empty():
-                    raise bad_request("registry", "watcher fell too far behind; watch again")
-                yield await watcher.queue.get()
-        finally:
-            self._watchers.discard(watcher)
+        return _Watcher(self, service)
 
     async def close(self) -> None:
         """Nothing to release."""

@@ -80,7 +80,9 @@ class StateFile:
             return _decoder.decode(data).services
         except msgspec.DecodeError as exc:
             # Refuse to start rather than overwrite desired state nobody can read any more.
-            raise internal("runtime", f"{self.path} is unreadable ({exc}); fix or remove it") from exc
+            raise internal(
+                "runtime", f"{self.path} is unreadable ({exc}); fix or remove it"
+            ) from exc
 
     def save(self, records: list[ServiceRecord]) -> None:
         """Replace the saved services: write a temporary file, fsync it, rename it over the
@@ -131,19 +133,20 @@ def is_launcher(pid: int, source: str) -> bool:
     return LAUNCHER in args and source in args
 
 
-async def stop_orphan(pid: int, source: str, timeout: float) -> None:
+async def stop_orphan(pid: int, source: str, timeout: float) -> bool:
     """Stop a service process left running by a server that died without stopping it:
-    SIGTERM, up to ``timeout`` seconds of grace, then SIGKILL. Only Linux can tell our
-    processes apart (through ``/proc``); elsewhere nothing is done."""
+    SIGTERM, up to ``timeout`` seconds of grace, then SIGKILL. True when there was one.
+    Only Linux can tell our processes apart (through ``/proc``); elsewhere nothing is done."""
     if not is_launcher(pid, source):
-        return
-    log.warning("stopping orphaned service process %d (%s)", pid, source)
+        return False
+    log.warning("runtime: stopping orphaned service process %d (%s)", pid, source)
     signal_group(pid, signal.SIGTERM)
     if await _gone(pid, source, timeout):
-        return
+        return True
     signal_group(pid, signal.SIGKILL)
     if not await _gone(pid, source, 5.0):
-        log.error("orphaned service process %d survived SIGKILL", pid)
+        log.error("runtime: orphaned service process %d survived SIGKILL", pid)
+    return True
 
 
 async def _gone(pid: int, source: str, timeout: float) -> bool:

@@ -87,6 +87,7 @@ class Endpoint:
     """One callable endpoint of a service: ``Handler.Method``."""
 
     __slots__ = (
+        "_generator",
         "_json_decoder",
         "_msgpack_decoder",
         "call",
@@ -121,12 +122,13 @@ class Endpoint:
         out_item = _stream_item(resp_hint)
         if is_gen and out_item is None:
             raise TypeError(f"streaming handler {name} must be annotated -> AsyncIterator[T]")
+        self._generator = is_gen
         if in_item is not None:
-            self.kind = StreamKind.BIDI if is_gen else StreamKind.CLIENT
+            self.kind = StreamKind.BIDI if out_item is not None else StreamKind.CLIENT
         else:
-            self.kind = StreamKind.SERVER if is_gen else StreamKind.UNARY
+            self.kind = StreamKind.SERVER if out_item is not None else StreamKind.UNARY
         self.request_type: Any = in_item if in_item is not None else req_hint
-        self.response_type: Any = out_item if is_gen else resp_hint
+        self.response_type: Any = out_item if out_item is not None else resp_hint
         self.public = bool(getattr(func, "__micro_public__", False))
         self.idempotent = bool(getattr(func, "__micro_idempotent__", False))
         self.request_schema = _schema(self.request_type, f"request of {name}")
@@ -137,7 +139,7 @@ class Endpoint:
 
     def _base(self) -> HandlerFunc:
         func = self.func
-        if self.kind is StreamKind.UNARY or self.kind is StreamKind.CLIENT:
+        if not self._generator:  # a coroutine: awaiting it gives the response (or iterator)
             return typing.cast(HandlerFunc, func)
 
         async def open_stream(ctx: Context, request: Any) -> Any:

@@ -15,7 +15,9 @@ use :func:`start_server` or the ``micro_server`` pytest fixture.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,7 +29,7 @@ from ..server import MicroServer, ServerOptions
 from ..service import Service
 from ..settings import Settings
 
-__all__ = ["ServiceTestClient", "serve", "start_server"]
+__all__ = ["ServiceTestClient", "eventually", "serve", "start_server"]
 
 T = TypeVar("T")
 
@@ -117,3 +119,24 @@ async def start_server(
     )
     await server.start()
     return server
+
+
+async def eventually(
+    condition: Callable[[], bool | Awaitable[bool]],
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    message: str = "condition",
+) -> None:
+    """Wait until ``condition()`` (sync or async) is true; ``AssertionError`` after
+    ``timeout`` seconds. For tests of things that happen in the background."""
+    deadline = time.monotonic() + timeout
+    for _ in range(int(timeout / interval) + 2):
+        result = condition()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(interval)
+    raise AssertionError(f"{message} not met within {timeout} s")

@@ -34,7 +34,7 @@ if pytest_asyncio is not None:
         """A running in-process micro server."""
         from . import start_server
 
-        server = await start_server(tmp_path / "micro")
+        server = await start_server(tmp_path / "micro-data")
         try:
             yield server
         finally:

@@ -29,7 +29,9 @@ def step(coro: Coroutine[Any, Any, Any]) -> tuple[int, Any]:
         yielded = coro.send(None)
     except StopIteration as stop:
         return DONE, stop.value
-    except Exception as exc:
+    except (Exception, asyncio.CancelledError) as exc:
+        # CancelledError too: awaiting an already-cancelled future raises it without
+        # suspending, and it must not escape into the protocol callback running us.
         return FAILED, exc
     return SUSPENDED, yielded
 

@@ -1,0 +1,249 @@
+"""Unary calls over real sockets: multiplexing, pipelining, codecs, errors, PING."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import msgspec
+import pytest
+from transport_support import (
+    SERVICE,
+    Echo,
+    Failure,
+    Greeting,
+    Hello,
+    Probe,
+    RawFactory,
+    Sleep,
+    error_of,
+    request,
+    within,
+)
+
+from micro import Client, MicroError, Service
+from micro.registry.memory import MemoryRegistry
+from micro.transport.frames import PREFACE, Codec, Frame, FrameParser, Kind, encode_frame
+from micro.transport.server import ServerConnection
+
+
+async def test_unary_call_round_trip(client: Client) -> None:
+    reply = await client.call(SERVICE, "Echo.Call", Hello("Alice"), response_type=Greeting)
+    assert reply == Greeting("Hello Alice")
+
+
+async def test_many_concurrent_calls_share_one_connection(
+    client: Client, service: Service
+) -> None:
+    names = [f"caller-{i}" for i in range(300)]
+    endpoints = ["Echo.Call", "Echo.Later"]  # answered eagerly, and from a Task
+
+    replies = await within(
+        asyncio.gather(
+            *(
+                client.call(SERVICE, endpoints[i % 2], Hello(name), response_type=Greeting)
+                for i, name in enumerate(names)
+            )
+        )
+    )
+
+    expected = [
+        Greeting(f"Hello {name}" if i % 2 == 0 else f"Later {name}")
+        for i, name in enumerate(names)
+    ]
+    assert replies == expected
+    assert len(client.pool.conns) == 1
+    assert service.server is not None and len(service.server.connections) == 1
+
+
+async def test_pipelined_requests_are_answered_by_id_in_completion_order(raw: RawFactory) -> None:
+    conn = await raw()
+    # Slow calls first, so their replies come last: ids, not order, match replies to calls.
+    frames = [request(1000 + i, "Slow", Sleep(0.05 + i * 0.01, f"s{i}")) for i in range(5)]
+    frames += [request(i, "Call", Hello(f"n{i}")) for i in range(1, 41)]
+    await conn.send_frames(*frames)
+
+    replies = {}
+    order = []
+    for _ in range(len(frames)):
+        frame = await conn.read_frame()
+        assert frame.kind == Kind.RESPONSE
+        replies[frame.id] = msgspec.msgpack.decode(frame.body)
+        order.append(frame.id)
+
+    assert replies == {
+        **{1000 + i: {"message": f"slept {0.05 + i * 0.01}"} for i in range(5)},
+        **{i: {"message": f"Hello n{i}"} for i in range(1, 41)},
+    }
+    assert order[:40] == list(range(1, 41))  # the quick ones did not wait for the slow ones
+
+
+async def test_replies_to_one_read_are_coalesced_into_one_write(service: Service) -> None:
+    """Eager replies produced while handling one chunk of input leave in one write."""
+    writes: list[bytes] = []
+
+    class Transport(asyncio.Transport):
+        def write(self, data: bytes | bytearray | memoryview) -> None:
+            writes.append(bytes(data))
+
+        def get_extra_info(self, name: str, default: object = None) -> object:
+            return ("127.0.0.1", 1) if name == "peername" else default
+
+    assert service.server is not None
+    conn = ServerConnection(service.server)
+    conn.connection_made(Transport())
+    data = bytearray(PREFACE)
+    for i in range(1, 21):
+        encode_frame(request(i, "Call", Hello(f"n{i}")), data)
+    conn.data_received(bytes(data))
+
+    assert len(writes) == 1
+    replies = FrameParser().feed(writes[0])
+    assert [f.id for f in replies] == list(range(1, 21))
+    assert all(f.kind == Kind.RESPONSE for f in replies)
+    conn.connection_lost(None)
+
+
+async def test_json_codec_request_gets_a_json_response(client: Client) -> None:
+    body = await client.call_raw(SERVICE, "Echo.Call", b'{"name": "Jo"}', codec=Codec.JSON)
+    assert json.loads(body) == {"message": "Hello Jo"}
+
+
+async def test_json_codec_on_the_wire_marks_the_response_codec(raw: RawFactory) -> None:
+    conn = await raw()
+    await conn.send_frames(request(5, "Call", b'{"name": "Jo"}', codec=Codec.JSON))
+    frame = await conn.read_frame()
+    assert (frame.kind, frame.id, frame.codec) == (Kind.RESPONSE, 5, Codec.JSON)
+    assert json.loads(frame.body) == {"message": "Hello Jo"}
+
+
+async def test_micro_error_from_a_handler_arrives_intact(client: Client) -> None:
+    with pytest.raises(MicroError) as info:
+        await client.call(SERVICE, "Echo.Fail", Failure("micro"))
+    err = info.value
+    assert (err.id, err.code, err.detail, err.status) == (
+        "echo-custom", "conflict", "version 3 is not version 4", 409,
+    )
+
+
+async def test_plain_exception_becomes_internal_500(client: Client) -> None:
+    with pytest.raises(MicroError) as info:
+        await client.call(SERVICE, "Echo.Fail", Failure("plain"))
+    err = info.value
+    assert (err.code, err.status, err.id) == ("internal", 500, "Echo.Fail")
+    assert "ValueError: something broke" in err.detail
+
+
+async def test_internal_error_on_the_wire_relies_on_the_error_map_defaults(
+    raw: RawFactory,
+) -> None:
+    conn = await raw()
+    await conn.send_frames(request(3, "Fail", Failure("plain")))
+    frame = await conn.read_frame()
+    payload = msgspec.msgpack.encode(frame)
+    # code "internal" and status 500 are the defaults of the error map, so they are omitted
+    assert msgspec.msgpack.decode(payload)[4] == {
+        "id": "Echo.Fail", "detail": "ValueError: something broke",
+    }
+    assert (error_of(frame).code, error_of(frame).status) == ("internal", 500)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({"name": 42}, "$.name"), ({}, "name"), ({"name": ["x"]}, "$.name")],
+    ids=["wrong-type", "missing", "list"],
+)
+async def test_validation_error_is_400_naming_the_field(
+    client: Client, body: dict[str, object], field: str
+) -> None:
+    with pytest.raises(MicroError) as info:
+        await client.call(SERVICE, "Echo.Call", body)
+    assert (info.value.code, info.value.status) == ("bad_request", 400)
+    assert field in info.value.detail
+
+
+async def test_malformed_body_is_400(client: Client) -> None:
+    with pytest.raises(MicroError) as info:
+        await client.call_raw(SERVICE, "Echo.Call", b"\xc1")
+    assert (info.value.code, info.value.status) == ("bad_request", 400)
+    assert "malformed" in info.value.detail
+
+
+async def test_unknown_endpoint_is_404(client: Client) -> None:
+    with pytest.raises(MicroError) as info:
+        await client.call(SERVICE, "Echo.Nope", {})
+    assert (info.value.code, info.value.status) == ("not_found", 404)
+    assert "Echo.Nope" in info.value.detail
+
+
+async def test_unknown_service_at_the_server_is_404(client: Client, service: Service) -> None:
+    with pytest.raises(MicroError) as info:
+        await client.call("ghost", "Ghost.Call", {}, address=service.address)
+    assert (info.value.code, info.value.status) == ("not_found", 404)
+    assert "ghost" in info.value.detail
+
+
+async def test_unknown_service_in_the_registry_is_404(client: Client) -> None:
+    with pytest.raises(MicroError) as info:
+        await client.call("ghost", "Ghost.Call", {})
+    assert (info.value.code, info.value.status) == ("not_found", 404)
+
+
+async def test_ping_is_answered_by_pong_with_the_same_id(raw: RawFactory) -> None:
+    conn = await raw()
+    await conn.send_frames(Frame(Kind.PING, 77), Frame(Kind.PING, 0))
+    assert [(f.kind, f.id) for f in (await conn.read_frame(), await conn.read_frame())] == [
+        (Kind.PONG, 77), (Kind.PONG, 0),
+    ]
+
+
+async def test_unexpected_frame_kind_is_an_error_for_that_id_only(raw: RawFactory) -> None:
+    conn = await raw()
+    await conn.send_frames(
+        Frame(Kind.RESPONSE, 4, b"\xa1x"), Frame(99, 5), request(6, "Call", Hello("after"))
+    )
+    first, second, third = [await conn.read_frame() for _ in range(3)]
+    assert (first.id, error_of(first).code) == (4, "bad_request")
+    assert (second.id, error_of(second).code) == (5, "bad_request")
+    assert (third.kind, third.id) == (Kind.RESPONSE, 6)
+
+
+async def test_a_call_id_still_in_use_is_refused(raw: RawFactory) -> None:
+    conn = await raw()
+    await conn.send_frames(request(9, "Slow", Sleep(0.1)), request(9, "Call", Hello("dup")))
+    refused = await conn.read_frame()
+    assert refused.id == 9 and error_of(refused).code == "bad_request"
+    assert "in use" in error_of(refused).detail
+    answered = await conn.read_frame()
+    assert (answered.kind, answered.id) == (Kind.RESPONSE, 9)
+    assert msgspec.msgpack.decode(answered.body) == {"message": "slept 0.1"}
+
+
+async def test_ids_may_be_reused_after_the_call_ended(raw: RawFactory) -> None:
+    conn = await raw()
+    for name in ("first", "second"):
+        await conn.send_frames(request(1, "Call", Hello(name)))
+        frame = await conn.read_frame()
+        assert msgspec.msgpack.decode(frame.body) == {"message": f"Hello {name}"}
+
+
+async def test_draining_server_refuses_with_503_and_the_client_retries_elsewhere(
+    registry: MemoryRegistry, client: Client, service: Service
+) -> None:
+    other = Service(SERVICE, registry=registry, address="127.0.0.1:0")
+    other.handler(Echo(Probe()))
+    await other.start()
+    try:
+        assert service.server is not None
+        service.server.draining = True
+
+        with pytest.raises(MicroError) as info:
+            await client.call(SERVICE, "Echo.Call", Hello("x"), address=service.address)
+        assert (info.value.code, info.value.status) == ("draining", 503)
+
+        # Through the registry, the refused calls go to the other node: none fails.
+        for i in range(6):
+            reply = await client.call(SERVICE, "Echo.Call", Hello(f"r{i}"), response_type=Greeting)
+            assert reply == Greeting(f"Hello r{i}")
+    finally:
+        await other.stop(grace=1.0)
