@@ -95,10 +95,15 @@ class FramedProtocol(asyncio.Protocol):
             return
         self._dispatching = True
         try:
-            if parser.oversized:
+            if parser.oversized:  # interleave with the frames, in the order they came
                 oversized, parser.oversized = parser.oversized, []
-                for call_id, size in oversized:
+                done = 0
+                for call_id, size, position in oversized:
+                    if position > done:
+                        self.frames_received(frames[done:position])
+                        done = position
                     self.oversized_frame(call_id, size)
+                frames = frames[done:]
             if frames:
                 self.frames_received(frames)
         finally:

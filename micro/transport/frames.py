@@ -110,8 +110,10 @@ class FrameParser:
     """Turns a byte stream into frames, bounded in memory by ``max_frame``.
 
     ``feed`` returns complete frames; an oversized frame is skipped (never buffered) and
-    reported through ``oversized`` as ``(call id, size)``; bytes that do not form a frame
-    raise :class:`ProtocolViolation`.
+    reported through ``oversized`` as ``(call id, size, position)``, where ``position`` is
+    how many of the frames returned by the same ``feed`` came before it (so the receiver
+    can handle everything in wire order); bytes that do not form a frame raise
+    :class:`ProtocolViolation`.
     """
 
     __slots__ = ("_buf", "_skip", "max_frame", "oversized")
@@ -120,7 +122,7 @@ class FrameParser:
         self._buf = bytearray()
         self._skip = 0
         self.max_frame = max_frame
-        self.oversized: list[tuple[int, int]] = []
+        self.oversized: list[tuple[int, int, int]] = []
 
     @property
     def buffered(self) -> int:
@@ -151,7 +153,7 @@ class FrameParser:
                     call_id = _peek_id(head)
                     if call_id is None:
                         raise ProtocolViolation(f"frame of {size} bytes is not a valid frame")
-                    self.oversized.append((call_id, size))
+                    self.oversized.append((call_id, size, len(frames)))
                     available = end - pos - _HEADER
                     if available >= size:
                         pos += _HEADER + size

@@ -120,10 +120,8 @@ class ServerConnection(FramedProtocol):
 
     def oversized_frame(self, call_id: int, size: int) -> None:
         detail = f"frame of {size} bytes exceeds the limit of {self.max_frame} bytes"
+        self._cancel(call_id)  # the ERROR ends the call: stop its handler, send nothing more
         self.send(_error_frame(call_id, too_large("micro", detail)))
-        call = self.calls.get(call_id)
-        if call is not None and call.inbound is not None:
-            call.inbound.fail(too_large("micro", detail))
 
     def _request(self, frame: Frame) -> None:
         server = self.server

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-
 from runtime_support import make_runtime
 
 from micro.runtime.local import LocalRuntime

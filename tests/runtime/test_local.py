@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -85,7 +86,7 @@ async def test_a_crash_loop_backs_off_longer_and_longer(data_dir: Path, sources:
         assert st.restarts >= 3
         times = [float(line.split()[1]) for line in await log_lines(rt, "crasher")
                  if line.startswith("start ")]
-        gaps = [b - a for a, b in zip(times, times[1:], strict=False)][:3]
+        gaps = [b - a for a, b in itertools.pairwise(times)][:3]
         # waits of 0.2, 0.4 and 0.8 s, each plus the same start-up time
         assert gaps[0] < gaps[1] < gaps[2], gaps
         assert gaps[2] - gaps[0] > 0.4, gaps

@@ -24,7 +24,6 @@ from runtime_support import (
 
 from micro import MicroError
 from micro.runtime import ServiceSpec
-from micro.runtime.local import LocalRuntime
 from micro.testing import eventually
 
 linux_only = pytest.mark.skipif(
@@ -36,7 +35,6 @@ SERVER = """
 import asyncio, sys
 from pathlib import Path
 from micro.runtime import ServiceSpec
-from micro.runtime.local import LocalRuntime
 
 async def main() -> None:
     data_dir, name, source = sys.argv[1:]
@@ -102,7 +100,7 @@ async def test_an_unreadable_state_file_stops_the_start(data_dir: Path) -> None:
 
 
 @pytest.fixture
-async def server_proc(data_dir: Path, sources: Path) -> AsyncIterator[list[asyncio.subprocess.Process]]:
+async def server_proc() -> AsyncIterator[list[asyncio.subprocess.Process]]:
     """Started server processes; killed at the end."""
     procs: list[asyncio.subprocess.Process] = []
     yield procs
@@ -167,7 +165,7 @@ async def test_a_recorded_pid_of_another_program_is_left_alone(
     data_dir: Path, sources: Path
 ) -> None:
     source = write_source(sources, "svc", SLEEPER)
-    other = subprocess.Popen(["sleep", "60"])
+    other = await asyncio.create_subprocess_exec("sleep", "60")
     try:
         (data_dir / "runtime").mkdir(parents=True)
         spec = {"name": "svc", "source": str(source)}
@@ -176,7 +174,7 @@ async def test_a_recorded_pid_of_another_program_is_left_alone(
         )
         async with make_runtime(data_dir) as rt:
             await wait_status(rt, "svc")
-            assert other.poll() is None  # still running
+            assert alive(other.pid)  # still running
     finally:
         other.kill()
-        other.wait()
+        await other.wait()

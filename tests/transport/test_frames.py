@@ -100,7 +100,7 @@ def test_oversized_frame_is_reported_with_its_id_and_skipped(call_id: int) -> No
     data = encode(big, RESPONSE)
     assert parser.feed(data) == [RESPONSE]
     size = len(data) - len(encode(RESPONSE)) - 4
-    assert parser.oversized == [(call_id, size)]
+    assert parser.oversized == [(call_id, size, 0)]
     assert parser.buffered == 0
 
 
@@ -113,7 +113,7 @@ def test_oversized_frame_is_skipped_across_feeds_without_buffering() -> None:
         got += parser.feed(piece)
         assert parser.buffered <= len(encode(REQUEST))  # never the oversized payload
     assert got == [REQUEST, RESPONSE]
-    assert parser.oversized == [(7, len(big) - 4)]
+    assert parser.oversized == [(7, len(big) - 4, 0)]
 
 
 def test_oversized_frame_waits_for_enough_bytes_to_read_the_id() -> None:
@@ -122,8 +122,17 @@ def test_oversized_frame_waits_for_enough_bytes_to_read_the_id() -> None:
     assert parser.feed(big[:6]) == []  # length and two bytes of the array: id unknown yet
     assert parser.oversized == []
     assert parser.feed(big[6:]) == []
-    assert parser.oversized == [(300, len(big) - 4)]
+    assert parser.oversized == [(300, len(big) - 4, 0)]
     assert parser.feed(encode(RESPONSE)) == [RESPONSE]
+
+
+def test_oversized_frame_position_keeps_wire_order_within_one_feed() -> None:
+    parser = FrameParser(max_frame=100)
+    big = encode(Frame(Kind.REQUEST, 2, b"x" * 500))
+    frames = parser.feed(encode(REQUEST, RESPONSE) + big + encode(ERROR) + big)
+    assert frames == [REQUEST, RESPONSE, ERROR]
+    # The first oversized frame came after two returned frames, the second after three.
+    assert parser.oversized == [(2, len(big) - 4, 2), (2, len(big) - 4, 3)]
 
 
 def test_default_limit_is_four_mebibytes() -> None:

@@ -1,0 +1,5 @@
+"""``python -m micro`` is the ``micro`` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,5 @@
+"""``python -m micro.cli`` is the ``micro`` command."""
+
+from . import main
+
+main()
