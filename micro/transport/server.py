@@ -60,6 +60,14 @@ def _error_frame(call_id: int, err: MicroError) -> Frame:
     return Frame(Kind.ERROR, call_id, error=err.to_wire())
 
 
+def _cancelled_error(call: _Call, ep: Endpoint) -> MicroError:
+    """Why a handler the caller still waits for was cancelled: its deadline passed, the
+    server is stopping, or the handler raised CancelledError itself."""
+    if call.timed_out:
+        return timeout(ep.name, "deadline exceeded")
+    return internal(ep.name, "the handler was cancelled before it answered")
+
+
 class ServerConnection(FramedProtocol):
     """One accepted connection."""
 
@@ -207,8 +215,8 @@ class ServerConnection(FramedProtocol):
     def _unary_done(self, call_id: int, ep: Endpoint, codec: int, task: asyncio.Task[Any]) -> None:
         call = self._finish(call_id)
         if task.cancelled():
-            if call is not None and call.timed_out:
-                self._fail(call_id, ep, timeout(ep.name, "deadline exceeded"))
+            if call is not None:  # None: the caller cancelled or left; nobody waits
+                self._fail(call_id, ep, _cancelled_error(call, ep))
             return
         exc = task.exception()
         if exc is not None:
@@ -278,8 +286,8 @@ class ServerConnection(FramedProtocol):
                 await result.aclose()
             self.send(Frame(Kind.END, call_id))
         except asyncio.CancelledError:
-            if call.timed_out:
-                self._fail(call_id, ep, timeout(ep.name, "deadline exceeded"))
+            if self.calls.get(call_id) is call:  # else the caller cancelled or left
+                self._fail(call_id, ep, _cancelled_error(call, ep))
             raise
         except ConnectionResetError:
             return

@@ -35,6 +35,7 @@ SERVER = """
 import asyncio, sys
 from pathlib import Path
 from micro.runtime import ServiceSpec
+from micro.runtime.local import LocalRuntime
 
 async def main() -> None:
     data_dir, name, source = sys.argv[1:]
