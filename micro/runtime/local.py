@@ -68,6 +68,7 @@ class LocalRuntime:
         self._state = StateFile(self.data_dir / "runtime" / "services.json")
         self._services: dict[str, Supervisor] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._start_lock = asyncio.Lock()
         self._started = False
         self._closed = False
 
@@ -76,23 +77,24 @@ class LocalRuntime:
     async def start(self) -> None:
         """Take the data dir, stop processes a killed server left behind, and run every
         service of the saved desired state."""
-        if self._closed:
-            raise unavailable("runtime", "the runtime is closed")
-        if self._started:
-            return
-        self._state.lock()
-        try:
-            self.options.log_dir.mkdir(parents=True, exist_ok=True)
-            records = self._state.load()
-            self._services = {r.spec.name: self._supervisor(r.spec) for r in records}
-            await asyncio.gather(*(self._stop_orphan(r) for r in records if r.pid))
-            self._save()
-        except BaseException:
-            self._state.unlock()
-            raise
-        self._started = True
-        for svc in self._services.values():
-            svc.start()
+        async with self._start_lock:
+            if self._closed:
+                raise unavailable("runtime", "the runtime is closed")
+            if self._started:
+                return
+            self._state.lock()
+            try:
+                self.options.log_dir.mkdir(parents=True, exist_ok=True)
+                records = self._state.load()
+                self._services = {r.spec.name: self._supervisor(r.spec) for r in records}
+                await asyncio.gather(*(self._stop_orphan(r) for r in records if r.pid))
+                self._save()
+            except BaseException:
+                self._state.unlock()
+                raise
+            self._started = True
+            for svc in self._services.values():
+                svc.start()
         if records:
             log.info("runtime: restored %d services from %s", len(records), self._state.path)
 
@@ -124,6 +126,7 @@ class LocalRuntime:
         self._check_open()
         _validate(spec)
         async with self._lock(spec.name):
+            self._check_open()  # the runtime may have closed while this waited
             if spec.name in self._services:
                 raise conflict("runtime", f"service {spec.name!r} already exists")
             svc = self._services[spec.name] = self._supervisor(spec)
@@ -147,8 +150,10 @@ class LocalRuntime:
         self._check_open()
         _validate(spec)
         async with self._lock(spec.name):
+            self._check_open()
             old = self._get(spec.name)
             await old.stop()
+            self._check_open()  # closed meanwhile: do not start anything any more
             svc = self._services[spec.name] = self._supervisor(spec)
             self._save()
             svc.start()
@@ -157,6 +162,7 @@ class LocalRuntime:
         """Forget the service and stop its process. Its log files stay in the data dir."""
         self._check_open()
         async with self._lock(name):
+            self._check_open()
             svc = self._get(name)
             del self._services[name]
             self._save()

@@ -6,9 +6,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from runtime_support import make_runtime
 
 from micro.runtime.local import LocalRuntime
+
+from .runtime_support import make_runtime
 
 
 @pytest.fixture

@@ -9,7 +9,11 @@ import shutil
 import signal
 from pathlib import Path
 
-from runtime_support import (
+from micro.runtime import ServiceSpec
+from micro.runtime.local import LocalRuntime
+from micro.testing import eventually
+
+from .runtime_support import (
     SLEEPER,
     WAIT,
     alive,
@@ -21,10 +25,6 @@ from runtime_support import (
     wait_status,
     write_source,
 )
-
-from micro.runtime import ServiceSpec
-from micro.runtime.local import LocalRuntime
-from micro.testing import eventually
 
 
 async def test_create_runs_the_service_and_captures_its_output(

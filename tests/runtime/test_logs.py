@@ -6,11 +6,12 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from runtime_support import SLEEPER, WAIT, log_lines, wait_log, wait_status, write_source
 
 from micro import MicroError
 from micro.runtime import ServiceSpec
 from micro.runtime.local import LocalRuntime
+
+from .runtime_support import SLEEPER, WAIT, log_lines, wait_log, wait_status, write_source
 
 COUNTER = """
     import time

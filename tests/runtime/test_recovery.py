@@ -9,9 +9,15 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from runtime_support import (
+
+from micro import MicroError
+from micro.runtime import ServiceSpec
+from micro.testing import eventually
+
+from .runtime_support import (
     SLEEPER,
     WAIT,
     alive,
@@ -21,10 +27,6 @@ from runtime_support import (
     wait_status,
     write_source,
 )
-
-from micro import MicroError
-from micro.runtime import ServiceSpec
-from micro.testing import eventually
 
 linux_only = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="needs /proc and PR_SET_PDEATHSIG (Linux)"
@@ -54,9 +56,11 @@ asyncio.run(main())
 """
 
 
-def _state(data_dir: Path) -> dict[str, object]:
-    result: dict[str, object] = json.loads((data_dir / "runtime" / "services.json").read_bytes())
-    return result
+def _saved(data_dir: Path) -> list[dict[str, Any]]:
+    """The services recorded in the state file."""
+    doc = json.loads((data_dir / "runtime" / "services.json").read_bytes())
+    services: list[dict[str, Any]] = doc["services"]
+    return services
 
 
 async def test_close_keeps_the_desired_state_for_the_next_runtime(
@@ -67,12 +71,11 @@ async def test_close_keeps_the_desired_state_for_the_next_runtime(
         await first.create(ServiceSpec("keep", source, version="7", env={"A": "1"}))
         await first.create(ServiceSpec("also", source))
         pids = [(await wait_status(first, n)).pid for n in ("keep", "also")]
-        saved = _state(data_dir)["services"]
-        assert isinstance(saved, list)
-        assert [r.get("pid") for r in saved] == pids[::-1]  # sorted by name, pids recorded
+        # sorted by name, with the pids of the running processes
+        assert [r.get("pid") for r in _saved(data_dir)] == pids[::-1]
     assert not any(alive(pid or 0) for pid in pids)
-    assert [r["spec"]["name"] for r in _state(data_dir)["services"]] == ["also", "keep"]
-    assert all("pid" not in r for r in _state(data_dir)["services"])
+    assert [r["spec"]["name"] for r in _saved(data_dir)] == ["also", "keep"]
+    assert all("pid" not in r for r in _saved(data_dir))
 
     async with make_runtime(data_dir) as second:
         st = await wait_status(second, "keep")

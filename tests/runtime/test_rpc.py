@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from runtime_support import SLEEPER, WAIT, alive, wait_log, wait_status, write_source
 
 from micro import MicroError, Service
 from micro.registry.memory import MemoryRegistry
@@ -17,6 +16,8 @@ from micro.runtime.handler import RuntimeHandler
 from micro.runtime.local import LocalRuntime
 from micro.runtime.rpc import RpcRuntime
 from micro.testing import eventually
+
+from .runtime_support import SLEEPER, WAIT, alive, wait_log, wait_status, write_source
 
 
 @pytest.fixture

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from runtime_support import SLEEPER, make_runtime, wait_status, write_source
 
 from micro import MicroError
 from micro.runtime import ServiceSpec
 from micro.runtime.local import LocalRuntime
+
+from .runtime_support import SLEEPER, make_runtime, wait_status, write_source
 
 
 async def _error(coro: object) -> MicroError:

@@ -1,0 +1,1 @@
+"""Tests of the runtime block: local processes, recovery, logs, the RPC service."""
