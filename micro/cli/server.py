@@ -11,13 +11,18 @@ from .common import fail
 
 
 def server(
-    address: Annotated[str, typer.Option(help="RPC listen address")] = "127.0.0.1:8081",
-    gateway: Annotated[str, typer.Option(help="HTTP gateway listen address")] = "127.0.0.1:8080",
+    address: Annotated[
+        str, typer.Option(help="RPC listen address", envvar="MICRO_SERVER")
+    ] = "127.0.0.1:8081",
+    gateway: Annotated[
+        str, typer.Option(help="HTTP gateway listen address", envvar="MICRO_GATEWAY")
+    ] = "127.0.0.1:8080",
     no_gateway: Annotated[
         bool, typer.Option("--no-gateway", help="run without the gateway")
     ] = False,
     data_dir: Annotated[
-        Path | None, typer.Option(help="state directory (default: MICRO_DATA_DIR or ~/.micro)")
+        Path | None,
+        typer.Option(help="state directory (default: ~/.micro)", envvar="MICRO_DATA_DIR"),
     ] = None,
     no_runtime: Annotated[
         bool, typer.Option("--no-runtime", help="do not supervise services")
