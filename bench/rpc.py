@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "benchmarks.md"
 TARGETS = {"micro/grpc": 8.0, "micro/bare": 0.4}
 P99_TARGET_MS = 2.0
+STEP_TIMEOUT = 10.0  # seconds for a client to connect, make its first call, or close
 
 
 def _names(text: str) -> list[str]:
@@ -54,7 +55,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--inflight", type=_counts, default=[1, 32], help="e.g. 1,32")
     parser.add_argument("--write-docs", action="store_true", help=f"update {DOCS.name}")
-    parser.add_argument("--profile", type=Path, metavar="DIR", help="cProfile both sides")
+    parser.add_argument(
+        "--profile", type=Path, metavar="DIR",
+        help="write cProfile stats of both sides to DIR (slows every call down)",
+    )
     args = parser.parse_args(list(argv))
     unknown = [t for t in args.transports if t not in NAMES]
     if unknown:
@@ -75,9 +79,9 @@ async def _run_transport(module: ModuleType, address: str, args: argparse.Namesp
     rows: list[Row] = []
     for inflight in args.inflight:
         _note(f"  {module.NAME}: {inflight} in flight ...", args.json)
-        client = await module.connect(address, inflight)
+        client = await asyncio.wait_for(module.connect(address, inflight), STEP_TIMEOUT)
         try:
-            echoed = await client.call()
+            echoed = await asyncio.wait_for(client.call(), STEP_TIMEOUT)
             if echoed != client.expected:
                 raise RuntimeError(f"echo returned {echoed!r}, expected {client.expected!r}")
             profiler = cProfile.Profile() if args.profile else None
@@ -88,7 +92,7 @@ async def _run_transport(module: ModuleType, address: str, args: argparse.Namesp
                 profiler.disable()
                 profiler.dump_stats(args.profile / f"{module.NAME}-{inflight}-client.prof")
         finally:
-            await client.close()
+            await asyncio.wait_for(client.close(), STEP_TIMEOUT)
             _raise_if_interrupted()
         rows.append(row)
     return rows
@@ -109,6 +113,7 @@ def run(args: argparse.Namespace) -> tuple[list[Row], list[str]]:
     failed: list[str] = []
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env.pop("BENCH_PROFILE", None)
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     for name in args.transports:
