@@ -9,6 +9,7 @@ Task, re-yielding the future it is waiting on so asyncio's machinery sees nothin
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Coroutine, Generator
 from typing import Any
 
@@ -68,6 +69,9 @@ async def _finish(coro: Coroutine[Any, Any, Any], first: Any) -> Any:
     return await _Continue(coro, first)
 
 
-def resume(coro: Coroutine[Any, Any, Any], yielded: Any) -> asyncio.Task[Any]:
-    """Continue a coroutine suspended by :func:`step` in a new Task."""
-    return asyncio.get_running_loop().create_task(_finish(coro, yielded))
+def resume(
+    coro: Coroutine[Any, Any, Any], yielded: Any, context: contextvars.Context | None = None
+) -> asyncio.Task[Any]:
+    """Continue a coroutine suspended by :func:`step` in a new Task, running in ``context``
+    (pass the one :func:`step` ran in; default: a copy of the current context)."""
+    return asyncio.get_running_loop().create_task(_finish(coro, yielded), context=context)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 import time
@@ -170,14 +171,14 @@ class ServerConnection(FramedProtocol):
             self.server.errors_total += 1
             self.send(_error_frame(call_id, err))
             return
-        token = _current.set(ctx)
-        try:
-            coro = ep.call(ctx, request)
-            state, value = eager.step(coro)  # type: ignore[arg-type]
-            if state == eager.SUSPENDED:
-                task = eager.resume(coro, value)  # type: ignore[arg-type]
-        finally:
-            _current.reset(token)
+        # A context of the call's own: context variables that the handler sets before its
+        # first await must not leak into the next call read from this connection.
+        context = contextvars.copy_context()
+        context.run(_current.set, ctx)
+        coro = context.run(ep.call, ctx, request)
+        state, value = context.run(eager.step, coro)  # type: ignore[arg-type]
+        if state == eager.SUSPENDED:
+            task = eager.resume(coro, value, context)  # type: ignore[arg-type]
         if state == eager.DONE:
             self._reply(call_id, ep, codec, value)
         elif state == eager.FAILED:

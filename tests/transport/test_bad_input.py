@@ -4,6 +4,7 @@ the server goes on serving everyone else."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import msgspec
 import pytest
@@ -13,15 +14,17 @@ from transport_support import (
     Hello,
     Num,
     Probe,
+    RawConnection,
     RawFactory,
     Sleep,
     assert_serving,
     error_of,
     request,
+    within,
 )
 
-from micro import Context, Service
-from micro.service.endpoint import endpoints_of
+from micro import Service
+from micro.transport.client import ConnectionLost, connect
 from micro.transport.frames import DEFAULT_MAX_FRAME, PREFACE, Frame, Kind, encode_frame
 
 
@@ -34,13 +37,6 @@ def oversized_request(call_id: int, size: int = DEFAULT_MAX_FRAME + 1) -> bytes:
     out = bytearray()
     encode_frame(request(call_id, "Call", b"\xc4" + b"x" * size), out)
     return bytes(out)
-
-
-class AwaitsCancelled:
-    async def call(self, ctx: Context, req: Empty) -> Empty:
-        fut: asyncio.Future[Empty] = asyncio.get_running_loop().create_future()
-        fut.cancel()
-        return await fut
 
 
 async def connections_of(service: Service, count: int) -> None:
@@ -232,19 +228,58 @@ async def test_unknown_codec_is_a_400(raw: RawFactory) -> None:
     assert (error_of(frame).status, error_of(frame).detail) == (400, "unknown codec 9")
 
 
-async def test_a_handler_raising_cancelled_error_itself_fails_only_its_call(
-    raw: RawFactory, service: Service
+
+
+# -- the client side: a misbehaving server ---------------------------------------------------
+
+
+@pytest.fixture
+async def fake_server() -> AsyncIterator[Callable[[Callable[[Frame], bytes]], Awaitable[str]]]:
+    """Start a fake micro server that answers each request frame with ``answer(frame)``."""
+    servers: list[asyncio.Server] = []
+
+    async def start(answer: Callable[[Frame], bytes]) -> str:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            assert await reader.readexactly(4) == PREFACE
+            conn = RawConnection(reader, writer)
+            try:
+                while True:
+                    writer.write(answer(await conn.read_frame()))
+            except (asyncio.IncompleteReadError, ConnectionError):
+                writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        servers.append(server)
+        host, port = server.sockets[0].getsockname()[:2]
+        return f"{host}:{port}"
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+async def test_client_skips_an_oversized_reply_and_keeps_the_connection(
+    fake_server: Callable[[Callable[[Frame], bytes]], Awaitable[str]],
 ) -> None:
-    """Awaiting an already-cancelled future raises CancelledError without suspending; the
-    eager path must turn that into an error reply, not a dead connection."""
-    assert service.server is not None
-    service.server.router.add("awaits", endpoints_of(AwaitsCancelled()))
-    conn = await raw()
-    await conn.send_frames(
-        Frame(Kind.REQUEST, 1, msgspec.msgpack.encode(Empty()), service="awaits",
-              endpoint="AwaitsCancelled.Call"),
-        request(2, "Call", Hello("neighbour")),
-    )
-    first, second = await conn.read_frame(), await conn.read_frame()
-    assert (first.id, error_of(first).status) == (1, 500)
-    assert (second.kind, second.id) == (Kind.RESPONSE, 2)
+    def answer(frame: Frame) -> bytes:
+        out = bytearray()
+        encode_frame(Frame(Kind.RESPONSE, frame.id, frame.body * 1000), out)
+        return bytes(out)
+
+    conn = await within(connect(await fake_server(answer), max_frame=1024))
+    try:
+        big = await within(conn.request(Frame(Kind.REQUEST, conn.next_id(), b"\xa3abc")))
+        small = await within(conn.request(Frame(Kind.REQUEST, conn.next_id(), b"\xc0")))
+    finally:
+        conn.close()
+    assert big.error is not None and big.error.code == "too_large"
+    assert (small.kind, small.body) == (Kind.RESPONSE, b"\xc0" * 1000)
+
+
+async def test_client_closes_on_garbage_from_the_server_and_fails_its_calls(
+    fake_server: Callable[[Callable[[Frame], bytes]], Awaitable[str]],
+) -> None:
+    conn = await within(connect(await fake_server(lambda frame: framed(b"\xc1"))))
+    with pytest.raises(ConnectionLost):
+        await within(conn.request(Frame(Kind.REQUEST, conn.next_id(), b"\xc0")))
+    assert conn.closed

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import msgspec
 import pytest
 from transport_support import (
     SERVICE,
+    WAIT,
     Echo,
+    Empty,
     Failure,
     Greeting,
     Hello,
     Probe,
     RawFactory,
+    RecordingTransport,
     Sleep,
     error_of,
     request,
@@ -80,28 +84,32 @@ async def test_pipelined_requests_are_answered_by_id_in_completion_order(raw: Ra
 
 async def test_replies_to_one_read_are_coalesced_into_one_write(service: Service) -> None:
     """Eager replies produced while handling one chunk of input leave in one write."""
-    writes: list[bytes] = []
-
-    class Transport(asyncio.Transport):
-        def write(self, data: bytes | bytearray | memoryview) -> None:
-            writes.append(bytes(data))
-
-        def get_extra_info(self, name: str, default: object = None) -> object:
-            return ("127.0.0.1", 1) if name == "peername" else default
-
     assert service.server is not None
     conn = ServerConnection(service.server)
-    conn.connection_made(Transport())
+    transport = RecordingTransport()
+    conn.connection_made(transport)
     data = bytearray(PREFACE)
     for i in range(1, 21):
         encode_frame(request(i, "Call", Hello(f"n{i}")), data)
     conn.data_received(bytes(data))
 
-    assert len(writes) == 1
-    replies = FrameParser().feed(writes[0])
+    assert len(transport.writes) == 1
+    replies = FrameParser().feed(transport.writes[0])
     assert [f.id for f in replies] == list(range(1, 21))
     assert all(f.kind == Kind.RESPONSE for f in replies)
     conn.connection_lost(None)
+
+
+async def test_context_variables_set_by_one_call_do_not_leak_into_the_next(
+    raw: RawFactory,
+) -> None:
+    conn = await raw()
+    await conn.send_frames(request(1, "Remember", Hello("alice")))
+    first = await conn.read_frame()
+    await conn.send_frames(request(2, "Remember", Hello("bob")))
+    second = await conn.read_frame()
+    assert msgspec.msgpack.decode(first.body) == {"message": "nobody"}
+    assert msgspec.msgpack.decode(second.body) == {"message": "nobody"}  # not "alice"
 
 
 async def test_json_codec_request_gets_a_json_response(client: Client) -> None:
@@ -146,6 +154,50 @@ async def test_internal_error_on_the_wire_relies_on_the_error_map_defaults(
         "id": "Echo.Fail", "detail": "ValueError: something broke",
     }
     assert (error_of(frame).code, error_of(frame).status) == ("internal", 500)
+
+
+async def test_cancelled_error_raised_without_suspending_fails_only_that_call(
+    raw: RawFactory,
+) -> None:
+    """It must not escape the eager step into data_received, which would kill the
+    connection and every other call multiplexed on it."""
+    conn = await raw()
+    await conn.send_frames(request(1, "CancelledNow", Empty()), request(2, "Call", Hello("n")))
+    first, second = await conn.read_frame(), await conn.read_frame()
+    assert (first.id, error_of(first).code, error_of(first).status) == (1, "internal", 500)
+    assert (second.kind, second.id) == (Kind.RESPONSE, 2)
+
+
+async def test_cancelled_error_raised_by_a_suspended_handler_is_answered(
+    client: Client,
+) -> None:
+    """Nobody cancelled the call, so the caller must get an answer, not wait for its
+    deadline."""
+    started = time.monotonic()
+    with pytest.raises(MicroError) as info:
+        await client.call(SERVICE, "Echo.CancelledLater", Empty(), timeout=WAIT)
+    assert (info.value.code, info.value.status) == ("internal", 500)
+    assert time.monotonic() - started < WAIT / 2
+
+
+async def test_cancelled_error_raised_mid_stream_ends_the_stream_with_an_error(
+    client: Client,
+) -> None:
+    got = []
+    with pytest.raises(MicroError) as info:
+        async for num in client.stream(SERVICE, "Echo.CancelledMidStream", Empty(), timeout=WAIT):
+            got.append(num)
+    assert got == [{"value": 0}]
+    assert info.value.status == 500
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: the eager first step of a handler runs outside any Task, so "
+    "asyncio.timeout()/TaskGroup raise RuntimeError (see report)",
+)
+async def test_handler_may_use_asyncio_timeout_before_its_first_await(client: Client) -> None:
+    assert await client.call(SERVICE, "Echo.Bounded", Empty()) == {}
 
 
 @pytest.mark.parametrize(

@@ -179,3 +179,16 @@ async def test_a_cancelled_call_does_not_disturb_others_in_flight(
     doomed.cancel()
     assert await within(kept) == Greeting("slept 0.2")
     assert probe.cancelled == {"doomed"}
+
+
+async def test_calls_cancelled_by_a_draining_server_are_answered(
+    raw: RawFactory, service: Service, probe: Probe
+) -> None:
+    conn = await raw()
+    await conn.send_frames(request(3, "Slow", Sleep(30)))
+    await probe.wait_started("slow")
+    assert service.server is not None
+    await within(service.server.drain(grace=0.1))
+    frame = await conn.read_frame()  # an answer, before the connection closes
+    assert (frame.id, error_of(frame).status) == (3, 500)
+    assert "slow" in probe.cancelled

@@ -132,6 +132,23 @@ async def test_the_resumed_task_sees_context_variables_set_around_the_step() -> 
     assert await asyncio.wait_for(task, 1) == "call-1/call-1"
 
 
+async def test_step_and_resume_in_a_context_of_their_own() -> None:
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="outside")
+
+    async def handler() -> str:
+        var.set("inside")
+        await asyncio.sleep(0)
+        return var.get()
+
+    context = contextvars.copy_context()
+    coro = handler()
+    state, yielded = context.run(eager.step, coro)
+    assert state == eager.SUSPENDED
+    task = eager.resume(coro, yielded, context)
+    assert await asyncio.wait_for(task, 1) == "inside"
+    assert var.get() == "outside"  # the handler's assignment stayed in its context
+
+
 async def test_a_coroutine_raising_cancelled_error_itself_does_not_escape_step() -> None:
     """``await`` on an already-cancelled future raises CancelledError without suspending;
     that must come back as FAILED, not propagate into the protocol callback."""

@@ -167,3 +167,23 @@ def test_oversized_garbage_is_a_protocol_violation() -> None:
     parser = FrameParser(max_frame=100)
     with pytest.raises(ProtocolViolation):
         parser.feed(b"\xff" * 64)  # 4 GiB announced, and no frame array after it
+
+
+def test_the_byte_level_example_of_docs_protocol_md() -> None:
+    """docs/protocol.md §13 shows these bytes; keep the document true."""
+    request = Frame(
+        Kind.REQUEST, 1, msgspec.msgpack.encode({"name": "Alice"}), 0, None,
+        "helloworld", "Helloworld.Call", None, 5000,
+    )
+    response = Frame(Kind.RESPONSE, 1, msgspec.msgpack.encode({"message": "Hello Alice"}))
+    assert encode(request).hex(" ") == (
+        "00 00 00 32 99 01 01 c4 0c 81 a4 6e 61 6d 65 a5 41 6c 69 63 65 00 c0 "
+        "aa 68 65 6c 6c 6f 77 6f 72 6c 64 af 48 65 6c 6c 6f 77 6f 72 6c 64 2e 43 61 6c 6c "
+        "c0 cd 13 88"
+    )
+    assert encode(response).hex(" ") == (
+        "00 00 00 20 99 02 01 c4 15 81 a7 6d 65 73 73 61 67 65 ab 48 65 6c 6c 6f 20 41 6c "
+        "69 63 65 00 c0 a0 a0 c0 00"
+    )
+    short = bytes.fromhex("0000001a 930201c415") + response.body
+    assert FrameParser().feed(short) == [response]

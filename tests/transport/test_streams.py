@@ -9,6 +9,7 @@ import msgspec
 import pytest
 from transport_support import (
     SERVICE,
+    WAIT,
     Count,
     Empty,
     Greeting,
@@ -16,6 +17,7 @@ from transport_support import (
     Num,
     Probe,
     RawFactory,
+    RecordingTransport,
     Total,
     error_of,
     request,
@@ -31,7 +33,7 @@ from micro.transport.server import Router, RpcServer, ServerConnection
 
 
 async def test_server_stream_delivers_every_message_in_order(client: Client) -> None:
-    stream = client.stream(SERVICE, "Echo.Count", Count(50), response_type=Num)
+    stream = client.stream(SERVICE, "Echo.Count", Count(50), response_type=Num, timeout=WAIT)
     got = [num.value async for num in stream]
     assert got == list(range(50))
 
@@ -51,7 +53,7 @@ async def test_server_stream_error_mid_stream_follows_the_messages_sent(
 ) -> None:
     got = []
     with pytest.raises(MicroError) as info:
-        async for num in client.stream(SERVICE, "Echo.Count", Count(10, fail_at=3)):
+        async for num in client.stream(SERVICE, "Echo.Count", Count(10, fail_at=3), timeout=WAIT):
             got.append(num["value"])
     assert got == [0, 1, 2]
     assert (info.value.code, info.value.detail) == ("bad_request", "refusing 3")
@@ -61,7 +63,7 @@ async def test_server_stream_with_an_invalid_request_fails_before_any_message(
     client: Client,
 ) -> None:
     with pytest.raises(MicroError) as info:
-        async for _ in client.stream(SERVICE, "Echo.Count", {"n": "many"}):
+        async for _ in client.stream(SERVICE, "Echo.Count", {"n": "many"}, timeout=WAIT):
             pass
     assert info.value.status == 400
     assert "$.n" in info.value.detail
@@ -70,7 +72,9 @@ async def test_server_stream_with_an_invalid_request_fails_before_any_message(
 async def test_closing_a_server_stream_early_closes_the_generator(
     client: Client, probe: Probe
 ) -> None:
-    async with client.stream(SERVICE, "Echo.Forever", Empty(), response_type=Num) as stream:
+    async with client.stream(
+        SERVICE, "Echo.Forever", Empty(), response_type=Num, timeout=WAIT
+    ) as stream:
         assert [await stream.receive() for _ in range(3)] == [Num(0), Num(1), Num(2)]
     await probe.wait_exited("forever")
     assert await client.call(SERVICE, "Echo.Call", Hello("after"), response_type=Greeting)
@@ -79,7 +83,8 @@ async def test_closing_a_server_stream_early_closes_the_generator(
 async def test_breaking_out_of_a_server_stream_closes_the_generator(
     client: Client, probe: Probe
 ) -> None:
-    async for num in client.stream(SERVICE, "Echo.Forever", Empty(), response_type=Num):
+    stream = client.stream(SERVICE, "Echo.Forever", Empty(), response_type=Num, timeout=WAIT)
+    async for num in stream:
         if num.value == 5:
             break
     await probe.wait_exited("forever")
@@ -196,29 +201,6 @@ async def test_many_streams_multiplex_on_one_connection(client: Client) -> None:
 # -- flow control --------------------------------------------------------------------------
 
 
-class _Transport(asyncio.Transport):
-    """Records what the connection asks of its socket."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.paused = False
-        self.pauses = 0
-        self.written = bytearray()
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.written += data
-
-    def pause_reading(self) -> None:
-        self.paused = True
-        self.pauses += 1
-
-    def resume_reading(self) -> None:
-        self.paused = False
-
-    def get_extra_info(self, name: str, default: object = None) -> object:
-        return ("127.0.0.1", 1) if name == "peername" else default
-
-
 class Gated:
     """Reads its client stream only once the gate opens."""
 
@@ -236,7 +218,7 @@ async def test_a_stream_nobody_reads_pauses_the_socket_until_it_is_read() -> Non
     router = Router()
     router.add("gated", endpoints_of(Gated(gate)))
     conn = ServerConnection(RpcServer(router))
-    transport = _Transport()
+    transport = RecordingTransport()
     conn.connection_made(transport)
     data = bytearray(PREFACE)
     encode_frame(Frame(Kind.REQUEST, 1, service="gated", endpoint="Gated.Sum"), data)

@@ -7,6 +7,7 @@ hanging the run.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -20,6 +21,7 @@ T = TypeVar("T")
 
 WAIT = 5.0
 SERVICE = "echo"
+CALLER: contextvars.ContextVar[str] = contextvars.ContextVar("caller", default="nobody")
 
 
 async def within(aw: Awaitable[T], seconds: float = WAIT) -> T:
@@ -129,6 +131,31 @@ class Echo:
             raise conflict("echo-custom", "version 3 is not version 4")
         raise ValueError("something broke")
 
+    async def remember(self, ctx: Context, req: Hello) -> Greeting:
+        """Sets a context variable before any await; answers what it found there."""
+        found = CALLER.get()
+        CALLER.set(req.name)
+        return Greeting(found)
+
+    async def cancelled_now(self, ctx: Context, req: Empty) -> Empty:
+        """Raises CancelledError without suspending (awaits an already-cancelled future)."""
+        return await _cancelled_future()
+
+    async def cancelled_later(self, ctx: Context, req: Empty) -> Empty:
+        """Raises CancelledError itself, after suspending once: nobody cancelled it."""
+        await asyncio.sleep(0)
+        return await _cancelled_future()
+
+    async def cancelled_mid_stream(self, ctx: Context, req: Empty) -> AsyncIterator[Num]:
+        yield Num(0)
+        await _cancelled_future()
+
+    async def bounded(self, ctx: Context, req: Empty) -> Empty:
+        """Uses asyncio.timeout before its first suspension, as handlers commonly do."""
+        async with asyncio.timeout(ctx.remaining()):
+            await asyncio.sleep(0)
+        return Empty()
+
     async def count(self, ctx: Context, req: Count) -> AsyncIterator[Num]:
         for i in range(req.n):
             if i == req.fail_at:
@@ -160,6 +187,12 @@ class Echo:
             if hello.name == "boom":
                 raise conflict(SERVICE, "chat exploded")
             yield Greeting(f"Hi {hello.name}")
+
+
+def _cancelled_future() -> asyncio.Future[Empty]:
+    fut: asyncio.Future[Empty] = asyncio.get_running_loop().create_future()
+    fut.cancel()
+    return fut
 
 
 class Front:
@@ -213,6 +246,33 @@ class RawConnection:
             await within(self.writer.wait_closed())
         except (ConnectionResetError, BrokenPipeError):
             pass
+
+
+class RecordingTransport(asyncio.Transport):
+    """A stand-in socket for driving a connection by hand: records writes and pauses."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paused = False
+        self.pauses = 0
+        self.writes: list[bytes] = []
+
+    @property
+    def written(self) -> bytes:
+        return b"".join(self.writes)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.writes.append(bytes(data))
+
+    def pause_reading(self) -> None:
+        self.paused = True
+        self.pauses += 1
+
+    def resume_reading(self) -> None:
+        self.paused = False
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return ("127.0.0.1", 1) if name == "peername" else default
 
 
 RawFactory = Callable[..., Awaitable[RawConnection]]
