@@ -44,6 +44,10 @@ class FramedProtocol(asyncio.Protocol):
         if self.closed:
             return
         encode_frame(frame, self._out)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        """Write what is queued once the current batch of work is done."""
         if not self._dispatching and not self._flush_pending:
             self._flush_pending = True
             self.loop.call_soon(self.flush)

@@ -9,7 +9,7 @@ endpoint, metadata, timeout]`` (trailing defaults omitted).
 from __future__ import annotations
 
 import enum
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 
@@ -24,6 +24,7 @@ __all__ = [
     "Kind",
     "ProtocolViolation",
     "encode_frame",
+    "encode_parts",
 ]
 
 PREFACE: Final = b"MCR1"
@@ -73,14 +74,32 @@ _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Frame)
 
 
-def encode_frame(frame: Frame, out: bytearray) -> int:
-    """Append ``frame`` (length prefix included) to ``out``; return the payload size."""
+_DEFAULTS: Final = (b"", 0, None, "", "", None, 0)  # of the fields after kind and id
+
+
+def encode_parts(parts: tuple[Any, ...], out: bytearray) -> int:
+    """Append a frame given as a tuple of its leading fields in wire order, e.g.
+    ``(Kind.RESPONSE, id, body, codec)``; return the payload size. The hot paths use this:
+    a tuple is cheaper to build than a :class:`Frame`, and fields left off are defaults."""
     start = len(out)
     out += b"\x00\x00\x00\x00"
-    _encoder.encode_into(frame, out, start + _HEADER)
+    _encoder.encode_into(parts, out, start + _HEADER)
     size = len(out) - start - _HEADER
     out[start : start + _HEADER] = size.to_bytes(_HEADER, "big")
     return size
+
+
+def encode_frame(frame: Frame, out: bytearray) -> int:
+    """Append ``frame`` (length prefix included, trailing defaults left off) to ``out``;
+    return the payload size."""
+    fields = (
+        frame.body, frame.codec, frame.error, frame.service, frame.endpoint, frame.metadata,
+        frame.timeout,
+    )
+    n = len(fields)
+    while n and fields[n - 1] == _DEFAULTS[n - 1]:
+        n -= 1
+    return encode_parts((frame.kind, frame.id, *fields[:n]), out)
 
 
 def _peek_id(head: bytes) -> int | None:

@@ -12,10 +12,11 @@ from typing import Any
 from ..context import Context, _current
 from ..errors import MicroError, bad_request, internal, not_found, timeout, too_large
 from ..service.endpoint import Endpoint, StreamKind
-from . import eager
 from .connection import FramedProtocol
-from .frames import DEFAULT_MAX_FRAME, PREFACE, Frame, Kind
+from .deadlines import Deadlines
+from .frames import DEFAULT_MAX_FRAME, PREFACE, Frame, Kind, encode_parts
 from .streams import InboundStream
+from .tasks import start_task
 
 __all__ = ["Router", "RpcServer"]
 
@@ -46,15 +47,19 @@ class Router:
 
 
 class _Call:
-    """Bookkeeping for a call that did not finish inside ``data_received``."""
+    """Bookkeeping for a call in progress."""
 
-    __slots__ = ("deadline_timer", "inbound", "task", "timed_out")
+    __slots__ = ("inbound", "task", "timed_out")
 
     def __init__(self) -> None:
         self.task: asyncio.Task[Any] | None = None
         self.inbound: InboundStream[Any] | None = None
-        self.deadline_timer: asyncio.TimerHandle | None = None
         self.timed_out = False
+
+
+_REQUEST = int(Kind.REQUEST)  # plain ints: comparing with IntEnum members costs more
+_RESPONSE = int(Kind.RESPONSE)
+_UNARY = StreamKind.UNARY
 
 
 def _error_frame(call_id: int, err: MicroError) -> Frame:
@@ -76,6 +81,7 @@ class ServerConnection(FramedProtocol):
         super().__init__(server.max_frame)
         self.server = server
         self.calls: dict[int, _Call] = {}
+        self.deadlines = Deadlines(self.loop, self._expire)
         self._preface = b""
         self._peer = ""
         self._pressure = 0
@@ -106,7 +112,7 @@ class ServerConnection(FramedProtocol):
     def frames_received(self, frames: list[Frame]) -> None:
         for frame in frames:
             kind = frame.kind
-            if kind == Kind.REQUEST:
+            if kind == _REQUEST:
                 self._request(frame)
             elif kind == Kind.MESSAGE:
                 call = self.calls.get(frame.id)
@@ -143,87 +149,76 @@ class ServerConnection(FramedProtocol):
             self.send(_error_frame(call_id, err))
             return
         table = server.router.services.get(frame.service)
-        if table is None:
-            err = not_found(frame.service, f"service {frame.service!r} is not served here")
-            self.send(_error_frame(call_id, err))
-            return
-        ep = table.get(frame.endpoint)
+        ep = table.get(frame.endpoint) if table is not None else None
         if ep is None:
-            err = not_found(
-                frame.service, f"service {frame.service!r} has no endpoint {frame.endpoint!r}"
-            )
-            self.send(_error_frame(call_id, err))
+            if table is None:
+                detail = f"service {frame.service!r} is not served here"
+            else:
+                detail = f"service {frame.service!r} has no endpoint {frame.endpoint!r}"
+            self.send(_error_frame(call_id, not_found(frame.service, detail)))
             return
-        deadline = time.monotonic() + frame.timeout / 1000 if frame.timeout > 0 else None
-        ctx = Context(frame.metadata or {}, deadline, frame.service, ep.name, self._peer)
         server.calls_total += 1
-        if ep.kind is StreamKind.UNARY:
-            self._unary(frame, ep, ctx)
-        else:
-            self._stream(frame, ep, ctx)
-
-    def _unary(self, frame: Frame, ep: Endpoint, ctx: Context) -> None:
-        call_id = frame.id
         codec = frame.codec
-        try:
-            request = ep.decode_request(frame.body, codec)
-        except MicroError as err:
-            self.server.errors_total += 1
-            self.send(_error_frame(call_id, err))
-            return
-        # A context of the call's own: context variables that the handler sets before its
-        # first await must not leak into the next call read from this connection.
+        kind = ep.kind
+        request: Any = None
+        if kind is _UNARY or kind is StreamKind.SERVER:
+            try:
+                request = ep.decode_request(frame.body, codec)
+            except MicroError as err:
+                server.errors_total += 1
+                self.send(_error_frame(call_id, err))
+                return
+        timeout_ms = frame.timeout
+        deadline = time.monotonic() + timeout_ms / 1000 if timeout_ms > 0 else None
+        metadata = frame.metadata
+        ctx = Context(metadata if metadata is not None else {}, deadline, frame.service, ep.name,
+                      self._peer)
+        call = self.calls[call_id] = _Call()
+        if kind is _UNARY:
+            coro = self._run_unary(call_id, call, ep, ctx, codec, request)
+        else:
+            if kind is not StreamKind.SERVER:
+                request = call.inbound = InboundStream(
+                    functools.partial(ep.decode_request, codec=codec), self._set_pressure
+                )
+            coro = self._run_stream(call_id, call, ep, ctx, codec, request)
+        # A context of the call's own: context variables that the handler sets must not leak
+        # into the next call read from this connection.
         context = contextvars.copy_context()
         context.run(_current.set, ctx)
-        coro = context.run(ep.call, ctx, request)
-        state, value = context.run(eager.step, coro)  # type: ignore[arg-type]
-        if state == eager.SUSPENDED:
-            task = eager.resume(coro, value, context)  # type: ignore[arg-type]
-        if state == eager.DONE:
-            self._reply(call_id, ep, codec, value)
-        elif state == eager.FAILED:
-            self._fail(call_id, ep, value)
-        else:
-            self._track(call_id, task, ctx)
-            task.add_done_callback(functools.partial(self._unary_done, call_id, ep, codec))
+        task = start_task(self.loop, coro, context)
+        if not task.done():
+            call.task = task
+            if timeout_ms > 0:
+                self.deadlines.add(call_id, self.loop.time() + timeout_ms / 1000)
 
-    def _track(self, call_id: int, task: asyncio.Task[Any], ctx: Context) -> _Call:
+    def _expire(self, call_id: int) -> None:
         call = self.calls.get(call_id)
-        if call is None:
-            call = self.calls[call_id] = _Call()
-        call.task = task
-        self.server.tasks.add(task)
-        task.add_done_callback(self.server.tasks.discard)
-        remaining = ctx.remaining()
-        if remaining is not None:
-            call.deadline_timer = self.loop.call_later(remaining, self._expire, call)
-        return call
-
-    def _expire(self, call: _Call) -> None:
-        call.timed_out = True
-        if call.task is not None:
+        if call is not None and call.task is not None:
+            call.timed_out = True
             call.task.cancel()
 
-    def _finish(self, call_id: int) -> _Call | None:
-        call = self.calls.pop(call_id, None)
-        if call is not None:
-            if call.deadline_timer is not None:
-                call.deadline_timer.cancel()
-            if call.inbound is not None:
-                call.inbound.release()
-        return call
+    def _finish(self, call_id: int, call: _Call) -> None:
+        if self.calls.get(call_id) is call:
+            del self.calls[call_id]
+            self.deadlines.discard(call_id)
+        if call.inbound is not None:
+            call.inbound.release()
 
-    def _unary_done(self, call_id: int, ep: Endpoint, codec: int, task: asyncio.Task[Any]) -> None:
-        call = self._finish(call_id)
-        if task.cancelled():
-            if call is not None:  # None: the caller cancelled or left; nobody waits
+    async def _run_unary(
+        self, call_id: int, call: _Call, ep: Endpoint, ctx: Context, codec: int, request: Any
+    ) -> None:
+        try:
+            value = await ep.call(ctx, request)
+        except asyncio.CancelledError:
+            if self.calls.get(call_id) is call:  # else the caller cancelled or left
                 self._fail(call_id, ep, _cancelled_error(call, ep))
-            return
-        exc = task.exception()
-        if exc is not None:
+        except Exception as exc:
             self._fail(call_id, ep, exc)
         else:
-            self._reply(call_id, ep, codec, task.result())
+            self._reply(call_id, ep, codec, value)
+        finally:
+            self._finish(call_id, call)
 
     def _reply(self, call_id: int, ep: Endpoint, codec: int, value: Any) -> None:
         try:
@@ -235,7 +230,11 @@ class ServerConnection(FramedProtocol):
             detail = f"response of {len(body)} bytes exceeds the frame limit of {self.max_frame}"
             self._fail(call_id, ep, too_large(ep.name, detail))
             return
-        self.send(Frame(Kind.RESPONSE, call_id, body, codec))
+        if self.closed:
+            return
+        parts = (_RESPONSE, call_id, body, codec) if codec else (_RESPONSE, call_id, body)
+        encode_parts(parts, self._out)
+        self._schedule_flush()
 
     def _fail(self, call_id: int, ep: Endpoint, exc: BaseException) -> None:
         self.server.errors_total += 1
@@ -248,28 +247,6 @@ class ServerConnection(FramedProtocol):
 
     # -- streaming calls -----------------------------------------------------------------------
 
-    def _stream(self, frame: Frame, ep: Endpoint, ctx: Context) -> None:
-        call_id = frame.id
-        codec = frame.codec
-        call = self.calls[call_id] = _Call()
-        if ep.kind is StreamKind.SERVER:
-            try:
-                request: Any = ep.decode_request(frame.body, codec)
-            except MicroError as err:
-                self.calls.pop(call_id, None)
-                self.send(_error_frame(call_id, err))
-                return
-        else:
-            request = call.inbound = InboundStream(
-                functools.partial(ep.decode_request, codec=codec), self._set_pressure
-            )
-        token = _current.set(ctx)
-        try:
-            task = self.loop.create_task(self._run_stream(call_id, call, ep, ctx, codec, request))
-        finally:
-            _current.reset(token)
-        self._track(call_id, task, ctx)
-
     async def _run_stream(
         self, call_id: int, call: _Call, ep: Endpoint, ctx: Context, codec: int, request: Any
     ) -> None:
@@ -281,6 +258,11 @@ class ServerConnection(FramedProtocol):
             try:
                 async for item in result:
                     body = ep.encode_response(item, codec)
+                    if len(body) > self.max_frame - 64:
+                        raise too_large(
+                            ep.name, f"stream message of {len(body)} bytes exceeds the frame "
+                            f"limit of {self.max_frame}"
+                        )
                     self.send(Frame(Kind.MESSAGE, call_id, body, codec))
                     await self.drain()
             finally:
@@ -289,13 +271,12 @@ class ServerConnection(FramedProtocol):
         except asyncio.CancelledError:
             if self.calls.get(call_id) is call:  # else the caller cancelled or left
                 self._fail(call_id, ep, _cancelled_error(call, ep))
-            raise
         except ConnectionResetError:
             return
         except Exception as exc:
             self._fail(call_id, ep, exc)
         finally:
-            self._finish(call_id)
+            self._finish(call_id, call)
 
     def _set_pressure(self, on: bool) -> None:
         self._pressure += 1 if on else -1
@@ -310,8 +291,7 @@ class ServerConnection(FramedProtocol):
         call = self.calls.pop(call_id, None)
         if call is None:
             return
-        if call.deadline_timer is not None:
-            call.deadline_timer.cancel()
+        self.deadlines.discard(call_id)
         if call.inbound is not None:
             call.inbound.release()
         if call.task is not None:
@@ -322,6 +302,11 @@ class ServerConnection(FramedProtocol):
         self.server.connections.discard(self)
         for call_id in list(self.calls):
             self._cancel(call_id)
+        self.deadlines.close()
+
+    def running(self) -> list[asyncio.Task[Any]]:
+        """Tasks of the calls still running on this connection."""
+        return [c.task for c in self.calls.values() if c.task is not None and not c.task.done()]
 
 
 class RpcServer:
@@ -331,7 +316,6 @@ class RpcServer:
         self.router = router
         self.max_frame = max_frame
         self.connections: set[ServerConnection] = set()
-        self.tasks: set[asyncio.Task[Any]] = set()
         self.draining = False
         self.calls_total = 0
         self.errors_total = 0
@@ -353,7 +337,7 @@ class RpcServer:
         self.draining = True
         if self._server is not None:
             self._server.close()
-        pending = {t for t in self.tasks if not t.done()}
+        pending = {t for conn in self.connections for t in conn.running()}
         if pending:
             _, still = await asyncio.wait(pending, timeout=grace)
             for task in still:

@@ -182,8 +182,8 @@ def test_the_byte_level_example_of_docs_protocol_md() -> None:
         "c0 cd 13 88"
     )
     assert encode(response).hex(" ") == (
-        "00 00 00 20 99 02 01 c4 15 81 a7 6d 65 73 73 61 67 65 ab 48 65 6c 6c 6f 20 41 6c "
-        "69 63 65 00 c0 a0 a0 c0 00"
+        "00 00 00 1a 93 02 01 c4 15 81 a7 6d 65 73 73 61 67 65 ab 48 65 6c 6c 6f 20 41 6c "
+        "69 63 65"
     )
-    short = bytes.fromhex("0000001a 930201c415") + response.body
-    assert FrameParser().feed(short) == [response]
+    full = bytes.fromhex("00000020 990201c415") + response.body + bytes.fromhex("00c0a0a0c000")
+    assert FrameParser().feed(full) == [response]
