@@ -17,9 +17,9 @@ from typing import Any, TypeVar, overload
 import msgspec
 
 from ..context import current_context
-from ..errors import MicroError, bad_request, not_found, timeout, too_large, unavailable
+from ..errors import MicroError, WireError, bad_request, not_found, timeout, too_large, unavailable
 from ..registry import Node, Registry
-from ..transport.client import ClientConnection, ConnectionLost, ConnectionPool
+from ..transport.client import ClientConnection, ConnectionLost, ConnectionPool, DeadlineExceeded
 from ..transport.frames import DEFAULT_MAX_FRAME, Codec, Frame, Kind
 from ..transport.streams import InboundStream
 from .selector import Selector, selector_named
@@ -32,6 +32,8 @@ T = TypeVar("T")
 _encoder = msgspec.msgpack.Encoder()
 _generic_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder()
 _DEFAULT_TIMEOUT = 10.0
+_ERROR = int(Kind.ERROR)
+_NO_ERROR = WireError(detail="error frame without an error")
 
 
 class Client:
@@ -130,9 +132,74 @@ class Client:
         wait, metadata = self._budget(timeout, metadata, service, endpoint)
         if len(body) > self.pool.max_frame - 1024:
             raise too_large(service, f"request of {len(body)} bytes exceeds the frame limit")
-        tried: list[str] = []
+        conn = self._ready(service) if address is None else None
+        if not isinstance(conn, ClientConnection):  # not resolved or connected yet, or fixed
+            return await self._call_slow(
+                service, endpoint, body, codec, wait, metadata, address, first=conn
+            )
+        call_id, fut = conn.request(service, endpoint, body, codec, metadata, wait)
+        try:
+            frame = await fut
+        except ConnectionLost as exc:
+            self._check_retry(service, endpoint, exc)
+            return await self._call_slow(
+                service, endpoint, body, codec, wait, metadata, None, [conn.address]
+            )
+        except DeadlineExceeded:
+            raise timeout_error(service, endpoint) from None
+        except asyncio.CancelledError:
+            conn.forget(call_id)
+            raise
+        if frame.kind == _ERROR:
+            err = MicroError.from_wire(frame.error or _NO_ERROR)
+            if err.code == "draining":  # refused before it ran: safe on another node
+                return await self._call_slow(
+                    service, endpoint, body, codec, wait, metadata, None, [conn.address]
+                )
+            raise err
+        return frame.body
+
+    def _ready(self, service: str) -> ClientConnection | str | None:
+        """Without waiting: a live pooled connection to the node selected from the cached
+        view; else that node's address (not connected yet); else ``None`` (not cached)."""
+        view = self.view
+        if view is None:
+            return None
+        nodes = view.nodes(service)
+        if not nodes:
+            return None
+        address = self.select(service, nodes).address
+        conn = self.pool.conns.get(address)
+        return conn if conn is not None and not conn.closed else address
+
+    def _check_retry(self, service: str, endpoint: str, exc: ConnectionLost) -> None:
+        """Raise unless a call whose connection broke may be sent again."""
+        if not self._idempotent(service, endpoint):
+            raise unavailable(
+                service,
+                f"{exc}; {endpoint} may have run, so it is not retried "
+                "(mark it idempotent to allow retries)",
+            ) from None
+
+    async def _call_slow(
+        self,
+        service: str,
+        endpoint: str,
+        body: bytes,
+        codec: int,
+        wait: float,
+        metadata: dict[str, str] | None,
+        address: str | None,
+        tried: list[str] | None = None,
+        first: str | None = None,
+    ) -> bytes:
+        """Resolve, connect and call, moving on to another node after a refused connection,
+        a ``draining`` answer, or (for idempotent endpoints) a lost connection. ``address``
+        is a fixed node (no retries); ``first`` a node already selected for the first try."""
+        tried = tried if tried is not None else []
         while True:
-            node_address = address or await self._pick(service, tried)
+            node_address = address or first or await self._pick(service, tried)
+            first = None
             try:
                 conn = await self.pool.get(node_address)
             except OSError as exc:
@@ -142,20 +209,26 @@ class Client:
                 if self.view is not None:
                     self.view.evict(service, node_address)
                 continue
+            call_id, fut = conn.request(service, endpoint, body, codec, metadata, wait)
             try:
-                return await self._roundtrip(conn, service, endpoint, body, codec, wait, metadata)
+                frame = await fut
             except ConnectionLost as exc:
-                if address is not None or not self._idempotent(service, endpoint):
-                    raise unavailable(
-                        service,
-                        f"{exc}; {endpoint} may have run, so it is not retried "
-                        "(mark it idempotent to allow retries)",
-                    ) from None
+                if address is not None:
+                    raise unavailable(service, str(exc)) from None
+                self._check_retry(service, endpoint, exc)
                 tried.append(node_address)
-            except MicroError as err:
-                if err.code != "draining" or address is not None:
-                    raise
-                tried.append(node_address)  # refused before running: safe on another node
+                continue
+            except DeadlineExceeded:
+                raise timeout_error(service, endpoint) from None
+            except asyncio.CancelledError:
+                conn.forget(call_id)
+                raise
+            if frame.kind != _ERROR:
+                return frame.body
+            err = MicroError.from_wire(frame.error or _NO_ERROR)
+            if err.code != "draining" or address is not None:
+                raise err
+            tried.append(node_address)
 
     def _budget(
         self, timeout: float | None, metadata: dict[str, str] | None, service: str, endpoint: str
@@ -173,43 +246,6 @@ class Client:
             if ctx.metadata:
                 metadata = {**ctx.metadata, **metadata} if metadata else ctx.metadata
         return wait, metadata
-
-    async def _roundtrip(
-        self,
-        conn: ClientConnection,
-        service: str,
-        endpoint: str,
-        body: bytes,
-        codec: int,
-        wait: float,
-        metadata: dict[str, str] | None,
-    ) -> bytes:
-        call_id = conn.next_id()
-        fut = conn.request(
-            Frame(
-                Kind.REQUEST,
-                call_id,
-                body,
-                codec,
-                None,
-                service,
-                endpoint,
-                metadata,
-                max(1, int(wait * 1000)),
-            )
-        )
-        timer = conn.loop.call_later(wait, _expire, conn, call_id, fut, service, endpoint)
-        try:
-            frame = await fut
-        except asyncio.CancelledError:
-            conn.forget(call_id)
-            raise
-        finally:
-            timer.cancel()
-        if frame.kind == Kind.ERROR:
-            assert frame.error is not None
-            raise MicroError.from_wire(frame.error)
-        return frame.body
 
     async def _pick(self, service: str, tried: list[str]) -> str:
         view = self.view
@@ -265,14 +301,6 @@ class Client:
 def timeout_error(service: str, endpoint: str) -> MicroError:
     """The error of a call whose deadline passed."""
     return timeout(service, f"{endpoint} did not answer before the deadline")
-
-
-def _expire(
-    conn: ClientConnection, call_id: int, fut: asyncio.Future[Frame], service: str, endpoint: str
-) -> None:
-    if not fut.done():
-        conn.forget(call_id)
-        fut.set_exception(timeout_error(service, endpoint))
 
 
 class Stream:

@@ -8,14 +8,30 @@ from typing import Any
 
 from ..errors import MicroError, bad_request, too_large, unavailable
 from .connection import FramedProtocol
-from .frames import DEFAULT_MAX_FRAME, PREFACE, Frame, Kind
+from .deadlines import Deadlines
+from .frames import DEFAULT_MAX_FRAME, PREFACE, Frame, Kind, encode_parts
 from .streams import InboundStream
 
-__all__ = ["ClientConnection", "ConnectionLost", "ConnectionPool", "connect", "split_address"]
+__all__ = [
+    "ClientConnection",
+    "ConnectionLost",
+    "ConnectionPool",
+    "DeadlineExceeded",
+    "connect",
+    "split_address",
+]
+
+_REQUEST = int(Kind.REQUEST)
+_RESPONSE = int(Kind.RESPONSE)
+_ERROR = int(Kind.ERROR)
 
 
 class ConnectionLost(Exception):
     """The connection closed while a call was in flight: it may or may not have executed."""
+
+
+class DeadlineExceeded(Exception):
+    """A call's deadline passed before its answer came (the server was told to cancel)."""
 
 
 class ClientConnection(FramedProtocol):
@@ -27,6 +43,7 @@ class ClientConnection(FramedProtocol):
         self._ids = itertools.count(1)
         self.pending: dict[int, asyncio.Future[Frame]] = {}
         self.streams: dict[int, InboundStream[Any]] = {}
+        self.deadlines = Deadlines(self.loop, self._expire)
         self._lost: BaseException | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -37,14 +54,38 @@ class ClientConnection(FramedProtocol):
         """A call id not used before on this connection."""
         return next(self._ids)
 
-    def request(self, frame: Frame) -> asyncio.Future[Frame]:
-        """Send a unary REQUEST; the future gets the RESPONSE or ERROR frame."""
+    def request(
+        self,
+        service: str,
+        endpoint: str,
+        body: bytes,
+        codec: int,
+        metadata: dict[str, str] | None,
+        timeout: float,
+    ) -> tuple[int, asyncio.Future[Frame]]:
+        """Send a unary REQUEST that the caller waits ``timeout`` seconds for; return its id
+        and a future that gets the RESPONSE or ERROR frame, or fails with
+        :class:`DeadlineExceeded` or :class:`ConnectionLost`."""
         if self.closed:
             raise ConnectionLost(f"connection to {self.address} is closed")
+        call_id = next(self._ids)
         fut: asyncio.Future[Frame] = self.loop.create_future()
-        self.pending[frame.id] = fut
-        self.send(frame)
-        return fut
+        self.pending[call_id] = fut
+        ms = max(1, int(timeout * 1000))
+        encode_parts(
+            (_REQUEST, call_id, body, codec, None, service, endpoint, metadata, ms), self._out
+        )
+        self._schedule_flush()
+        self.deadlines.add(call_id, self.loop.time() + timeout)
+        return call_id, fut
+
+    def _expire(self, call_id: int) -> None:
+        fut = self.pending.pop(call_id, None)
+        if fut is not None:
+            if not fut.done():
+                fut.set_exception(DeadlineExceeded())
+            if not self.closed:
+                self.send(Frame(Kind.CANCEL, call_id))
 
     def open_stream(self, frame: Frame, stream: InboundStream[Any]) -> None:
         """Send a REQUEST that opens a streaming call; replies go to ``stream``."""
@@ -57,15 +98,17 @@ class ClientConnection(FramedProtocol):
         """Stop waiting for ``call_id``; tell the server to abandon it when ``cancel``."""
         fut = self.pending.pop(call_id, None)
         stream = self.streams.pop(call_id, None)
+        self.deadlines.discard(call_id)
         if cancel and (fut is not None or stream is not None) and not self.closed:
             self.send(Frame(Kind.CANCEL, call_id))
 
     def frames_received(self, frames: list[Frame]) -> None:
         for frame in frames:
             kind = frame.kind
-            if kind == Kind.RESPONSE or kind == Kind.ERROR:
+            if kind == _RESPONSE or kind == _ERROR:
                 fut = self.pending.pop(frame.id, None)
                 if fut is not None:
+                    self.deadlines.discard(frame.id)
                     if not fut.done():
                         fut.set_result(frame)
                     continue
@@ -112,6 +155,7 @@ class ClientConnection(FramedProtocol):
         lost = ConnectionLost(
             f"connection to {self.address} lost" + (f": {reason}" if reason else "")
         )
+        self.deadlines.close()
         pending, self.pending = self.pending, {}
         for fut in pending.values():
             if not fut.done():

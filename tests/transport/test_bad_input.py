@@ -272,8 +272,8 @@ async def test_client_skips_an_oversized_reply_and_keeps_the_connection(
 
     conn = await within(connect(await fake_server(answer), max_frame=1024))
     try:
-        big = await within(conn.request(Frame(Kind.REQUEST, conn.next_id(), b"\xa3abc")))
-        small = await within(conn.request(Frame(Kind.REQUEST, conn.next_id(), b"\xc0")))
+        big = await within(conn.request("svc", "S.Call", b"\xa3abc", 0, None, 5.0)[1])
+        small = await within(conn.request("svc", "S.Call", b"\xc0", 0, None, 5.0)[1])
     finally:
         conn.close()
     assert big.error is not None and big.error.code == "too_large"
@@ -285,5 +285,5 @@ async def test_client_closes_on_garbage_from_the_server_and_fails_its_calls(
 ) -> None:
     conn = await within(connect(await fake_server(lambda frame: framed(b"\xc1"))))
     with pytest.raises(ConnectionLost):
-        await within(conn.request(Frame(Kind.REQUEST, conn.next_id(), b"\xc0")))
+        await within(conn.request("svc", "S.Call", b"\xc0", 0, None, 5.0)[1])
     assert conn.closed
