@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -183,3 +184,17 @@ def _alive(pid: int) -> bool:
             return f.read().split()[2] != "Z"
     except OSError:
         return False
+
+
+def test_garbage_on_the_rpc_port_leaves_the_server_serving(server: ServerProcess) -> None:
+    with socket.create_connection(("127.0.0.1", server.rpc_port), timeout=5) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        reply = sock.recv(4096)
+    assert reply.startswith(b"HTTP/1.0 400") and b"micro RPC protocol" in reply
+    with socket.create_connection(("127.0.0.1", server.rpc_port), timeout=5) as sock:
+        sock.sendall(b"MCR1" + b"\x00\x00\x00\x05\xc1\xc1\xc1\xc1\xc1")  # not msgpack
+        assert sock.recv(4096) == b""  # closed
+    with socket.create_connection(("127.0.0.1", server.rpc_port), timeout=5) as sock:
+        sock.sendall(b"MCR1\x7f\xff\xff\xff\x99\x01\x07")  # 2 GiB frame announced, then gone
+    assert "registry" in service_names(server)
+    assert server.proc is not None and server.proc.poll() is None
