@@ -30,7 +30,7 @@ def server(
 ) -> None:
     """Run micro server: registry and runtime on RPC, the API gateway on HTTP."""
     from ..server import MicroServer, ServerOptions
-    from ..service import configure_logging, run
+    from ..service.process import configure_logging, run
     from ..settings import Settings
 
     try:

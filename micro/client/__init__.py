@@ -233,18 +233,12 @@ class Client:
     def _budget(
         self, timeout: float | None, metadata: dict[str, str] | None, service: str, endpoint: str
     ) -> tuple[float, dict[str, str] | None]:
-        """The time this call may take and the metadata it carries, given the context of
-        the call being handled (if any): its deadline bounds ours, its metadata is inherited."""
-        wait = self.timeout if timeout is None else timeout
-        ctx = current_context()
-        if ctx is not None:
-            if ctx.deadline is not None:
-                left = ctx.deadline - time.monotonic()
-                if left <= 0:
-                    raise timeout_error(service, endpoint)
-                wait = min(wait, left)
-            if ctx.metadata:
-                metadata = {**ctx.metadata, **metadata} if metadata else ctx.metadata
+        """The time a unary call may take (``timeout``, else the client's default) and the
+        metadata it carries, bounded and extended by the call being handled (if any)."""
+        wait, metadata = inherit(
+            self.timeout if timeout is None else timeout, metadata, service, endpoint
+        )
+        assert wait is not None
         return wait, metadata
 
     async def _pick(self, service: str, tried: list[str]) -> str:
@@ -298,6 +292,23 @@ class Client:
         await self.close()
 
 
+def inherit(
+    wait: float | None, metadata: dict[str, str] | None, service: str, endpoint: str
+) -> tuple[float | None, dict[str, str] | None]:
+    """Bound ``wait`` (seconds, or ``None`` for no deadline) by the deadline of the call
+    being handled, if any, and add its metadata under ours: what propagates across hops."""
+    ctx = current_context()
+    if ctx is not None:
+        if ctx.deadline is not None:
+            left = ctx.deadline - time.monotonic()
+            if left <= 0:
+                raise timeout_error(service, endpoint)
+            wait = left if wait is None else min(wait, left)
+        if ctx.metadata:
+            metadata = {**ctx.metadata, **metadata} if metadata else ctx.metadata
+    return wait, metadata
+
+
 def timeout_error(service: str, endpoint: str) -> MicroError:
     """The error of a call whose deadline passed."""
     return timeout(service, f"{endpoint} did not answer before the deadline")
@@ -337,12 +348,7 @@ class Stream:
         if self._conn is not None:
             return
         client = self._client
-        wait, metadata = client._budget(
-            self._timeout if self._timeout is not None else 1e9,
-            self._metadata,
-            self.service,
-            self.endpoint,
-        )
+        wait, metadata = inherit(self._timeout, self._metadata, self.service, self.endpoint)
         address = self._address or await client._pick(self.service, [])
         try:
             conn = await client.pool.get(address)
@@ -351,7 +357,7 @@ class Stream:
         self._id = conn.next_id()
         self._inbound = InboundStream(self._decode)
         body = _encoder.encode(self._request) if self._request is not None else b""
-        ms = 0 if wait >= 1e8 else max(1, int(wait * 1000))
+        ms = 0 if wait is None else max(1, int(wait * 1000))
         conn.open_stream(
             Frame(
                 Kind.REQUEST,
@@ -367,7 +373,7 @@ class Stream:
             self._inbound,
         )
         self._conn = conn
-        if ms:
+        if wait is not None:
             self._timer = conn.loop.call_later(wait, self._expire)
 
     def _decode(self, body: bytes) -> Any:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from ..gateway import Gateway
 from ..registry.handler import RegistryHandler
 from ..registry.memory import MemoryRegistry
 from ..service import Service
+from ..service.process import serve_until_signal
 from ..settings import Settings
 from ..transport.client import split_address
 from ..transport.server import Router, RpcServer
@@ -118,16 +118,7 @@ class MicroServer:
 
     async def serve(self) -> None:
         """Run until SIGTERM or SIGINT."""
-        loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        try:
-            await self.start()
-            await stop.wait()
-        finally:
-            log.info("micro server: stopping")
-            await self.stop()
+        await serve_until_signal(self.start, self.stop, "micro server")
 
     async def __aenter__(self) -> MicroServer:
         await self.start()

@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar, overload
 
 from ..client import Client
@@ -18,6 +17,7 @@ from ..transport.client import split_address
 from ..transport.frames import DEFAULT_MAX_FRAME
 from ..transport.server import Router, RpcServer
 from .endpoint import Endpoint, Middleware, endpoints_of
+from .process import configure_logging, run, serve_until_signal
 
 __all__ = ["Service"]
 
@@ -71,7 +71,6 @@ class Service:
         self.node_id = f"{name}-{uuid.uuid4()}"
         self._heartbeat: asyncio.Task[None] | None = None
         self._registered = False
-        self._stopped: asyncio.Event | None = None
         self._owns_server = False
         self._made_client = False
         self._made_registry = False
@@ -202,7 +201,6 @@ class Service:
         else:
             server.router.add(self.name, list(self.endpoints.values()))
             self.server = server
-        self._stopped = asyncio.Event()
         for hook in self._on_start:
             await hook()
         await self._register(first=True)
@@ -256,23 +254,10 @@ class Service:
             await self._registry.close()
             self._registry = None
         self.server = None
-        if self._stopped is not None:
-            self._stopped.set()
 
     async def serve(self) -> None:
         """Start, serve until SIGTERM or SIGINT, then stop gracefully."""
-        loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        try:
-            await self.start()
-            await stop.wait()
-            log.info("%s: stopping", self.name)
-        finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
-            await self.stop()
+        await serve_until_signal(self.start, self.stop, self.name)
 
     def run(self) -> None:
         """Run the service in this process until it is told to stop (the ``main`` of a
@@ -288,23 +273,3 @@ def _endpoint_metadata(ep: Endpoint) -> dict[str, str]:
     if ep.idempotent:
         meta["idempotent"] = "true"
     return meta
-
-
-def configure_logging(name: str) -> None:
-    """Plain one-line logs on stderr (the runtime captures them per service)."""
-    level = os.environ.get("MICRO_LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(
-        level=level, format=f"%(asctime)s %(levelname)s {name} %(name)s: %(message)s"
-    )
-
-
-T = TypeVar("T")
-
-
-def run(main: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine on uvloop when installed, else on asyncio's default loop."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main)
-    return uvloop.run(main)  # type: ignore[no-any-return,unused-ignore]
