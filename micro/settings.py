@@ -19,12 +19,15 @@ class Settings:
     ``MICRO_DATA_DIR``: local state (default ``~/.micro``).
     ``MICRO_PROFILE``: backend bundle (``local``).
     ``MICRO_SERVICE_ADDRESS``: where a service listens (default ``127.0.0.1:0``, a free port).
+    ``MICRO_NAMESPACE``: the tenant a service belongs to (default ``micro``); the default
+    store database.
     """
 
     server: str = DEFAULT_SERVER
     data_dir: Path = field(default_factory=lambda: Path("~/.micro").expanduser())
     profile: str = "local"
     service_address: str = "127.0.0.1:0"
+    namespace: str = "micro"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -35,6 +38,7 @@ class Settings:
             data_dir=Path(env.get("MICRO_DATA_DIR") or "~/.micro").expanduser(),
             profile=env.get("MICRO_PROFILE") or "local",
             service_address=env.get("MICRO_SERVICE_ADDRESS") or "127.0.0.1:0",
+            namespace=env.get("MICRO_NAMESPACE") or "micro",
         )
         settings.validate()
         return settings
@@ -46,5 +50,7 @@ class Settings:
             _, sep, port = value.rpartition(":")
             if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
                 raise ValueError(f"MICRO_{name.upper()}={value!r} is not host:port")
+        if not self.namespace.replace("-", "").replace("_", "").isalnum():
+            raise ValueError(f"MICRO_NAMESPACE={self.namespace!r}: use letters, digits, - and _")
         if self.profile not in ("local",):
             raise ValueError(f"MICRO_PROFILE={self.profile!r} is unknown (known: local)")
