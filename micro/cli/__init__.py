@@ -11,24 +11,11 @@ import typer
 __all__ = ["app", "main"]
 
 _SERVICE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-BUILTIN = (
-    "server",
-    "run",
-    "status",
-    "logs",
-    "kill",
-    "update",
-    "services",
-    "describe",
-    "call",
-    "stream",
-    "new",
-)
 
 
 def build() -> typer.Typer:
     """The ``micro`` application with every command group attached."""
-    from . import call, new, runtime, server, services
+    from . import broker, call, new, runtime, server, services
 
     cli = typer.Typer(
         name="micro",
@@ -50,10 +37,18 @@ def build() -> typer.Typer:
     cli.command("call")(call.call)
     cli.command("stream")(call.stream)
     cli.command("new")(new.new)
+    broker.register(cli)
     return cli
 
 
+def builtin(cli: typer.Typer) -> set[str]:
+    """Names of the commands and groups the application defines (not service names)."""
+    names = {c.name for c in cli.registered_commands} | {g.name for g in cli.registered_groups}
+    return {n for n in names if isinstance(n, str)}
+
+
 app = build()
+BUILTIN = builtin(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,6 +3,7 @@
 ::
 
     :8081  RPC ── registry  (Registry.*)   backend: MemoryRegistry + reaper
+               ├─ broker    (Broker.*)     backend: MemoryBroker
                └─ runtime   (Runtime.*)    backend: LocalRuntime (supervised processes)
     :8080  HTTP gateway ──> any registered service
 
@@ -18,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..broker.handler import BrokerHandler
+from ..broker.memory import MemoryBroker
 from ..client import Client
 from ..gateway import Gateway
 from ..registry.handler import RegistryHandler
@@ -50,6 +53,7 @@ class MicroServer:
     def __init__(self, options: ServerOptions | None = None) -> None:
         self.options = options or ServerOptions()
         self.registry = MemoryRegistry()
+        self.broker = MemoryBroker()
         self.router = Router()
         self.rpc = RpcServer(self.router)
         self.client = Client(self.registry)
@@ -80,6 +84,7 @@ class MicroServer:
             self.registry.run_reaper(self.options.reap_interval)
         )
         self.services.append(self._core("registry", RegistryHandler(self.registry), "Registry"))
+        self.services.append(self._core("broker", BrokerHandler(self.broker), "Broker"))
         if self.options.runtime:
             from ..runtime.handler import RuntimeHandler
             from ..runtime.local import LocalRuntime
@@ -106,6 +111,7 @@ class MicroServer:
             await self.runtime.close()
         if self.gateway is not None:
             await self.gateway.stop()
+        await self.broker.close()  # ends open Subscribe streams now, not after the grace
         self.rpc.draining = True
         for svc in reversed(self.services):
             await svc.stop()

@@ -8,9 +8,12 @@ import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
+from ..broker import Broker
+from ..broker.subscriber import Subscriber, start_subscriber
 from ..client import Client
+from ..profile import profile_named
 from ..registry import EndpointInfo, Node, Registry, ServiceInfo
 from ..settings import Settings
 from ..transport.client import split_address
@@ -22,6 +25,13 @@ from .process import configure_logging, run, serve_until_signal
 __all__ = ["Service"]
 
 log = logging.getLogger("micro.service")
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..config.scoped import ScopedConfig
+    from ..events import Events
+    from ..store import Store
+    from ..store.scoped import ScopedStore
 
 H = TypeVar("H")
 Hook = Callable[[], Awaitable[None]]
@@ -44,6 +54,10 @@ class Service:
         *,
         registry: Registry | None = None,
         client: Client | None = None,
+        store: Store | None = None,
+        config: Config | None = None,
+        broker: Broker | None = None,
+        events: Events | None = None,
         settings: Settings | None = None,
         middleware: Sequence[Middleware] = (),
         address: str | None = None,
@@ -57,7 +71,15 @@ class Service:
         self.version = version
         self.metadata = dict(metadata or {})
         self._settings = settings
-        self._registry = registry
+        given = {
+            "registry": registry,
+            "store": store,
+            "config": config,
+            "broker": broker,
+            "events": events,
+        }
+        self._blocks: dict[str, object] = {k: v for k, v in given.items() if v is not None}
+        self._made: list[str] = []  # blocks this service built, closed when it stops
         self._client = client
         self.middleware = list(middleware)
         self._address = address
@@ -73,7 +95,8 @@ class Service:
         self._registered = False
         self._owns_server = False
         self._made_client = False
-        self._made_registry = False
+        self.subscribers: list[Subscriber] = []
+        self._subscriber_tasks: list[asyncio.Task[None]] = []
 
     # -- building --------------------------------------------------------------------------------
 
@@ -84,15 +107,18 @@ class Service:
             self._settings = Settings.from_env()
         return self._settings
 
+    def _block(self, name: str) -> object:
+        block = self._blocks.get(name)
+        if block is None:
+            factory = profile_named(self.settings.profile).factories[name]
+            block = self._blocks[name] = factory(self)
+            self._made.append(name)
+        return block
+
     @property
     def registry(self) -> Registry:
         """The registry this service registers in and resolves names from."""
-        if self._registry is None:
-            from ..registry.rpc import RpcRegistry
-
-            self._registry = RpcRegistry(self.settings.server)
-            self._made_registry = True
-        return self._registry
+        return cast(Registry, self._block("registry"))
 
     @property
     def client(self) -> Client:
@@ -101,6 +127,30 @@ class Service:
             self._client = Client(self.registry, max_frame=self.max_frame)
             self._made_client = True
         return self._client
+
+    @property
+    def store(self) -> ScopedStore:
+        """Key/value records in database = namespace, table = this service's name."""
+        from ..store.scoped import ScopedStore
+
+        return ScopedStore(cast("Store", self._block("store")), self.settings.namespace, self.name)
+
+    @property
+    def config(self) -> ScopedConfig:
+        """The configuration document of this service's namespace."""
+        from ..config.scoped import ScopedConfig
+
+        return ScopedConfig(cast("Config", self._block("config")), self.settings.namespace)
+
+    @property
+    def broker(self) -> Broker:
+        """Ephemeral publish/subscribe."""
+        return cast("Broker", self._block("broker"))
+
+    @property
+    def events(self) -> Events:
+        """Durable event streams."""
+        return cast("Events", self._block("events"))
 
     @overload
     def handler(self, handler: type[H], *, name: str | None = None) -> type[H]: ...
@@ -129,20 +179,47 @@ class Service:
         *,
         registry: Registry | None = None,
         client: Client | None = None,
+        store: Store | None = None,
+        config: Config | None = None,
+        broker: Broker | None = None,
+        events: Events | None = None,
         settings: Settings | None = None,
     ) -> None:
-        """Replace blocks before :meth:`start` (tests use it to run a service against an
-        in-process registry)."""
+        """Replace blocks before :meth:`start` (tests use it to run a service against
+        in-process backends)."""
         if self.server is not None:
             raise RuntimeError("cannot change the blocks of a running service")
-        if registry is not None:
-            self._registry, self._made_registry = registry, False
-            if client is None and self._made_client:
-                self._client, self._made_client = None, False
+        given = {
+            "registry": registry,
+            "store": store,
+            "config": config,
+            "broker": broker,
+            "events": events,
+        }
+        for name, block in given.items():
+            if block is not None:
+                self._blocks[name] = block
+                if name in self._made:
+                    self._made.remove(name)
+        if registry is not None and client is None and self._made_client:
+            self._client, self._made_client = None, False
         if client is not None:
             self._client, self._made_client = client, False
         if settings is not None:
             self._settings = settings
+
+    def subscribe(
+        self, topic: str, group: str | None = None
+    ) -> Callable[[Callable[..., Awaitable[None]]], Callable[..., Awaitable[None]]]:
+        """Decorate ``async def handler(msg: T)`` (or ``(ctx, msg: T)``) to receive the
+        messages published on ``topic`` through :attr:`broker`, decoded into ``T``; with
+        ``group``, the service's instances share the messages."""
+
+        def register(func: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+            self.subscribers.append(Subscriber.of(topic, func, group=group))
+            return func
+
+        return register
 
     def on_start(self, hook: Hook) -> Hook:
         """Run ``hook`` after the server listens, before registering."""
@@ -187,8 +264,8 @@ class Service:
     async def start(self, server: RpcServer | None = None) -> None:
         """Listen (or join ``server``, a listener shared by several services), run the start
         hooks, register and begin heartbeats."""
-        if not self.endpoints:
-            raise RuntimeError(f"service {self.name} has no handlers")
+        if not self.endpoints and not self.subscribers:
+            raise RuntimeError(f"service {self.name} has no handlers and no subscribers")
         for ep in self.endpoints.values():
             ep.wrap(self.middleware)
         if server is None:
@@ -203,6 +280,7 @@ class Service:
             self.server = server
         for hook in self._on_start:
             await hook()
+        self._subscriber_tasks = [await start_subscriber(self.broker, s) for s in self.subscribers]
         await self._register(first=True)
         self._heartbeat = asyncio.get_running_loop().create_task(self._beat())
         log.info("%s %s serving on %s", self.name, self.version, self.address)
@@ -230,6 +308,10 @@ class Service:
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             self._heartbeat = None
+        tasks, self._subscriber_tasks = self._subscriber_tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         server = self.server
         if server is not None:
             if self._owns_server:
@@ -247,12 +329,16 @@ class Service:
                 await hook()
             except Exception:
                 log.exception("%s: stop hook failed", self.name)
+        made, self._made = self._made, []
+        closing = {name: self._blocks.pop(name) for name in made}
+        registry = closing.pop("registry", None)  # closed last: the client still uses it
+        for name, block in reversed(closing.items()):
+            await _close(block, f"{self.name}: {name}")
         if self._client is not None and self._made_client:
             await self._client.close()
             self._client = None
-        if self._registry is not None and self._made_registry:
-            await self._registry.close()
-            self._registry = None
+        if registry is not None:
+            await _close(registry, f"{self.name}: registry")
         self.server = None
 
     async def serve(self) -> None:
@@ -264,6 +350,16 @@ class Service:
         service file)."""
         configure_logging(self.name)
         run(self.serve())
+
+
+async def _close(block: object, what: str) -> None:
+    close = getattr(block, "close", None)
+    if close is None:
+        return
+    try:
+        await close()
+    except Exception as exc:
+        log.warning("%s: close failed (%s)", what, exc)
 
 
 def _endpoint_metadata(ep: Endpoint) -> dict[str, str]:
