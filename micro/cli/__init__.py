@@ -15,7 +15,7 @@ _SERVICE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 def build() -> typer.Typer:
     """The ``micro`` application with every command group attached."""
-    from . import broker, call, new, runtime, server, services
+    from . import broker, call, config, new, runtime, server, services
 
     cli = typer.Typer(
         name="micro",
@@ -38,6 +38,7 @@ def build() -> typer.Typer:
     cli.command("stream")(call.stream)
     cli.command("new")(new.new)
     broker.register(cli)
+    config.register(cli)
     return cli
 
 

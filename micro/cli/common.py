@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+CORE = ("registry", "runtime", "store", "config", "broker", "events")  # hosted by the server
+
 Output = Annotated[str, typer.Option("--output", "-o", help="table or json", metavar="table|json")]
 
 
@@ -42,15 +44,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(coro)
     except MicroError as err:
-        if (
-            err.code == "unavailable"
-            and "cannot connect" in err.detail
-            and err.id
-            in (
-                "registry",
-                "runtime",
-            )
-        ):
+        if err.code == "unavailable" and "cannot connect" in err.detail and err.id in CORE:
             fail(
                 f"cannot reach micro server at {server_address()}: is `micro server` running?"
                 " (set MICRO_SERVER to point elsewhere)"

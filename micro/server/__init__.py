@@ -4,6 +4,7 @@
 
     :8081  RPC ── registry  (Registry.*)   backend: MemoryRegistry + reaper
                ├─ broker    (Broker.*)     backend: MemoryBroker
+               ├─ config    (Config.*)     backend: SqliteConfig (data_dir/config.db)
                └─ runtime   (Runtime.*)    backend: LocalRuntime (supervised processes)
     :8080  HTTP gateway ──> any registered service
 
@@ -22,6 +23,9 @@ from typing import Any
 from ..broker.handler import BrokerHandler
 from ..broker.memory import MemoryBroker
 from ..client import Client
+from ..config.handler import ConfigHandler
+from ..config.keys import load_key
+from ..config.sqlite import SqliteConfig
 from ..gateway import Gateway
 from ..registry.handler import RegistryHandler
 from ..registry.memory import MemoryRegistry
@@ -54,6 +58,7 @@ class MicroServer:
         self.options = options or ServerOptions()
         self.registry = MemoryRegistry()
         self.broker = MemoryBroker()
+        self.config: SqliteConfig | None = None
         self.router = Router()
         self.rpc = RpcServer(self.router)
         self.client = Client(self.registry)
@@ -85,6 +90,10 @@ class MicroServer:
         )
         self.services.append(self._core("registry", RegistryHandler(self.registry), "Registry"))
         self.services.append(self._core("broker", BrokerHandler(self.broker), "Broker"))
+        data = self.options.data_dir
+        self.config = SqliteConfig(data / "config.db", load_key(data))
+        await self.config.start()
+        self.services.append(self._core("config", ConfigHandler(self.config), "Config"))
         if self.options.runtime:
             from ..runtime.handler import RuntimeHandler
             from ..runtime.local import LocalRuntime
@@ -117,6 +126,8 @@ class MicroServer:
             await svc.stop()
         self.services.clear()
         await self.rpc.stop(grace=5.0)
+        if self.config is not None:
+            await self.config.close()
         if self._reaper is not None:
             self._reaper.cancel()
             self._reaper = None
