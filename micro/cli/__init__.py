@@ -15,7 +15,7 @@ _SERVICE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 def build() -> typer.Typer:
     """The ``micro`` application with every command group attached."""
-    from . import broker, call, config, new, runtime, server, services
+    from . import broker, call, config, events, new, runtime, server, services
 
     cli = typer.Typer(
         name="micro",
@@ -39,6 +39,7 @@ def build() -> typer.Typer:
     cli.command("new")(new.new)
     broker.register(cli)
     config.register(cli)
+    events.register(cli)
     return cli
 
 

@@ -5,6 +5,7 @@
     :8081  RPC ── registry  (Registry.*)   backend: MemoryRegistry + reaper
                ├─ broker    (Broker.*)     backend: MemoryBroker
                ├─ config    (Config.*)     backend: SqliteConfig (data_dir/config.db)
+               ├─ events    (Events.*)     backend: SqliteEvents (data_dir/events.db)
                └─ runtime   (Runtime.*)    backend: LocalRuntime (supervised processes)
     :8080  HTTP gateway ──> any registered service
 
@@ -26,6 +27,8 @@ from ..client import Client
 from ..config.handler import ConfigHandler
 from ..config.keys import load_key
 from ..config.sqlite import SqliteConfig
+from ..events.handler import EventsHandler
+from ..events.sqlite import SqliteEvents
 from ..gateway import Gateway
 from ..registry.handler import RegistryHandler
 from ..registry.memory import MemoryRegistry
@@ -59,6 +62,7 @@ class MicroServer:
         self.registry = MemoryRegistry()
         self.broker = MemoryBroker()
         self.config: SqliteConfig | None = None
+        self.events: SqliteEvents | None = None
         self.router = Router()
         self.rpc = RpcServer(self.router)
         self.client = Client(self.registry)
@@ -94,6 +98,9 @@ class MicroServer:
         self.config = SqliteConfig(data / "config.db", load_key(data))
         await self.config.start()
         self.services.append(self._core("config", ConfigHandler(self.config), "Config"))
+        self.events = SqliteEvents(data / "events.db")
+        await self.events.start()
+        self.services.append(self._core("events", EventsHandler(self.events), "Events"))
         if self.options.runtime:
             from ..runtime.handler import RuntimeHandler
             from ..runtime.local import LocalRuntime
@@ -128,6 +135,8 @@ class MicroServer:
         await self.rpc.stop(grace=5.0)
         if self.config is not None:
             await self.config.close()
+        if self.events is not None:
+            await self.events.close()
         if self._reaper is not None:
             self._reaper.cancel()
             self._reaper = None
