@@ -22,12 +22,16 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..broker import Broker
 from ..client import Client, Stream
+from ..config import Config
+from ..events import Events
 from ..registry import Registry
 from ..registry.memory import MemoryRegistry
 from ..server import MicroServer, ServerOptions
 from ..service import Service
 from ..settings import Settings
+from ..store import Store
 
 __all__ = ["ServiceTestClient", "eventually", "serve", "start_server"]
 
@@ -82,19 +86,45 @@ class ServiceTestClient:
 
 @asynccontextmanager
 async def serve(
-    *services: Service, registry: Registry | None = None
+    *services: Service,
+    registry: Registry | None = None,
+    store: Store | None = None,
+    config: Config | None = None,
+    broker: Broker | None = None,
+    events: Events | None = None,
 ) -> AsyncIterator[ServiceTestClient]:
-    """Start ``services`` on 127.0.0.1 against ``registry`` (default: a fresh in-memory one);
-    yield a client bound to the first; stop them all afterwards."""
+    """Start ``services`` on 127.0.0.1 with in-memory blocks shared between them (registry,
+    store, config, broker, events: pass your own to override); yield a client bound to the
+    first; stop them all and close the blocks afterwards."""
     if not services:
         raise ValueError("serve() needs at least one service")
-    registry = registry or MemoryRegistry()
+    from ..broker.memory import MemoryBroker
+    from ..config.memory import MemoryConfig
+    from ..events.memory import MemoryEvents
+    from ..store.memory import MemoryStore
+
+    made: list[Any] = []
+
+    def default(given: T | None, build: Callable[[], T]) -> T:
+        if given is not None:
+            return given
+        block = build()
+        made.append(block)
+        return block
+
+    blocks: dict[str, Any] = {
+        "registry": default(registry, MemoryRegistry),
+        "store": default(store, MemoryStore),
+        "config": default(config, MemoryConfig),
+        "broker": default(broker, MemoryBroker),
+        "events": default(events, MemoryEvents),
+    }
     settings = Settings(service_address="127.0.0.1:0")
     started: list[Service] = []
-    client = Client(registry)
+    client = Client(blocks["registry"])
     try:
         for svc in services:
-            svc.use(registry=registry, settings=settings)
+            svc.use(settings=settings, **blocks)
             await svc.start()
             started.append(svc)
         yield ServiceTestClient(services[0], client)
@@ -102,6 +132,8 @@ async def serve(
         await client.close()
         for svc in reversed(started):
             await svc.stop(grace=1.0)
+        for block in reversed(made):
+            await block.close()
 
 
 async def start_server(

@@ -56,7 +56,9 @@ class EventsConformance:
         acks = [await events.publish("orders", f"o{i}".encode()) for i in range(3)]
         other = await events.publish("payments", b"p")
         assert [(a.topic, a.sequence, a.duplicate) for a in acks] == [
-            ("orders", 1, False), ("orders", 2, False), ("orders", 3, False)
+            ("orders", 1, False),
+            ("orders", 2, False),
+            ("orders", 3, False),
         ]
         assert (other.topic, other.sequence) == ("payments", 1)
 
@@ -66,7 +68,11 @@ class EventsConformance:
         await events.publish("t", b"two")
         first, second = await events.read("t")
         assert (first.topic, first.sequence, first.body, first.metadata, first.key) == (
-            "t", 1, b"one", {"a": "1"}, "k1"
+            "t",
+            1,
+            b"one",
+            {"a": "1"},
+            "k1",
         )
         assert first.timestamp == clock.now + 50 and first.deliveries == 0
         assert (second.sequence, second.body, second.key, second.metadata) == (2, b"two", None, {})
@@ -242,9 +248,7 @@ class EventsConformance:
     async def test_nack_storm_loses_nothing(self, events: Events) -> None:
         for i in range(30):
             await events.publish("storm", str(i).encode(), key=f"k{i % 3}" if i % 2 else None)
-        consumer = await events.consume(
-            "storm", "g", start="first", auto_ack=False, max_deliver=3
-        )
+        consumer = await events.consume("storm", "g", start="first", auto_ack=False, max_deliver=3)
         deliveries = 0
         while True:
             batch = await consumer.fetch(7, timeout=0.3)
