@@ -9,6 +9,8 @@ import sys
 # A new benchmark (e.g. "gateway": "bench.gateway") is one more entry here.
 BENCHMARKS: dict[str, str] = {
     "rpc": "bench.rpc",
+    "events": "bench.events",
+    "store": "bench.store",
 }
 
 

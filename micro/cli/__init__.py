@@ -15,7 +15,7 @@ _SERVICE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 def build() -> typer.Typer:
     """The ``micro`` application with every command group attached."""
-    from . import broker, call, config, events, new, runtime, server, services
+    from . import broker, call, config, events, new, runtime, server, services, store
 
     cli = typer.Typer(
         name="micro",
@@ -40,6 +40,7 @@ def build() -> typer.Typer:
     broker.register(cli)
     config.register(cli)
     events.register(cli)
+    store.register(cli)
     return cli
 
 

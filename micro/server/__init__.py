@@ -4,6 +4,7 @@
 
     :8081  RPC ── registry  (Registry.*)   backend: MemoryRegistry + reaper
                ├─ broker    (Broker.*)     backend: MemoryBroker
+               ├─ store     (Store.*)      backend: SqliteStore (data_dir/store.db)
                ├─ config    (Config.*)     backend: SqliteConfig (data_dir/config.db)
                ├─ events    (Events.*)     backend: SqliteEvents (data_dir/events.db)
                └─ runtime   (Runtime.*)    backend: LocalRuntime (supervised processes)
@@ -35,6 +36,8 @@ from ..registry.memory import MemoryRegistry
 from ..service import Service
 from ..service.process import serve_until_signal
 from ..settings import Settings
+from ..store.handler import StoreHandler
+from ..store.sqlite import SqliteStore
 from ..transport.client import split_address
 from ..transport.server import Router, RpcServer
 
@@ -61,6 +64,7 @@ class MicroServer:
         self.options = options or ServerOptions()
         self.registry = MemoryRegistry()
         self.broker = MemoryBroker()
+        self.store: SqliteStore | None = None
         self.config: SqliteConfig | None = None
         self.events: SqliteEvents | None = None
         self.router = Router()
@@ -95,6 +99,9 @@ class MicroServer:
         self.services.append(self._core("registry", RegistryHandler(self.registry), "Registry"))
         self.services.append(self._core("broker", BrokerHandler(self.broker), "Broker"))
         data = self.options.data_dir
+        self.store = SqliteStore(data / "store.db")
+        await self.store.start()
+        self.services.append(self._core("store", StoreHandler(self.store), "Store"))
         self.config = SqliteConfig(data / "config.db", load_key(data))
         await self.config.start()
         self.services.append(self._core("config", ConfigHandler(self.config), "Config"))
@@ -133,6 +140,8 @@ class MicroServer:
             await svc.stop()
         self.services.clear()
         await self.rpc.stop(grace=5.0)
+        if self.store is not None:
+            await self.store.close()
         if self.config is not None:
             await self.config.close()
         if self.events is not None:

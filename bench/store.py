@@ -1,0 +1,344 @@
+"""``python -m bench store``: store reads and writes, in-process and over RPC.
+
+Four things measured in one run, each with ``inflight`` workers looping call-await over
+10,000 preloaded keys (100-byte values, in a random order):
+
+- ``echo rpc``: the micro typed echo between two processes (``bench.transports.micro``),
+  the ceiling of any RPC service;
+- ``store rpc``: a server child hosting ``StoreHandler`` over a ``SqliteStore``, called with
+  ``RpcStore``;
+- ``store in-process``: ``SqliteStore`` used directly in this process;
+- ``sqlite3 thread``: plain ``sqlite3`` on one thread (``run_in_executor``), WAL and
+  ``synchronous=FULL``, each write its own transaction: what a service would do by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import itertools
+import json
+import os
+import random
+import signal
+import sqlite3
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import uvloop
+from rich.console import Console
+from rich.table import Table
+
+from micro.store import Store, WriteOp
+
+from . import procs, report
+from .load import Row, measure
+
+__all__ = ["DESCRIPTION", "main", "ratio"]
+
+DESCRIPTION = "store read/write: in-process, over RPC, vs sqlite3 in a thread and the RPC echo"
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs" / "benchmarks.md"
+KEYS = 10_000
+VALUE = b"v" * 100
+TARGET = 0.7  # store reads over RPC / RPC echo, at 32 in flight
+STEP_TIMEOUT = 30.0
+COLUMNS = ("case", "inflight", "ops_per_s", "p50_ms", "p99_ms")
+
+Call = Callable[[], Awaitable[Any]]
+
+
+def _keys() -> Callable[[], str]:
+    """Keys in a random order, drawn from a list made beforehand (cheap per call)."""
+    keys = [f"key-{i:05d}" for i in range(KEYS)]
+    random.shuffle(keys)
+    return itertools.cycle(keys).__next__
+
+
+async def preload(store: Store) -> None:
+    """Write the benchmark's keys, 1,000 per transaction."""
+    for start in range(0, KEYS, 1000):
+        ops = [WriteOp(f"key-{i:05d}", VALUE) for i in range(start, start + 1000)]
+        await store.transact("bench", "kv", ops)
+
+
+def _store_calls(store: Store) -> tuple[Call, Call]:
+    _key = _keys()
+
+    async def read() -> Any:
+        found = await store.read("bench", "kv", _key())
+        # a read served from the store's cache never suspends; give the other workers (and
+        # the benchmark's timer) their turn, as a service with other work would
+        await asyncio.sleep(0)
+        return found
+
+    async def write() -> Any:
+        return await store.write("bench", "kv", _key(), VALUE)
+
+    return read, write
+
+
+# -- the server child ------------------------------------------------------------------------
+
+
+async def _serve_child(path: str) -> None:
+    from micro import Service
+    from micro.registry.memory import MemoryRegistry
+    from micro.store.handler import StoreHandler
+    from micro.store.sqlite import SqliteStore
+
+    backend = SqliteStore(path)
+    await backend.start()
+    await preload(backend)
+    service = Service("store", registry=MemoryRegistry(), address="127.0.0.1:0")
+    service.handler(StoreHandler(backend), name="Store")
+    await service.start()
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, done.set)
+    loop.add_reader(sys.stdin.fileno(), done.set)  # the benchmark closed our stdin: it is gone
+    print(f"READY {service.address}", flush=True)
+    try:
+        await asyncio.wait_for(done.wait(), 900)
+    finally:
+        loop.remove_reader(sys.stdin.fileno())
+        await service.stop(grace=1.0)
+        await backend.close()
+
+
+# -- sqlite3 by hand -------------------------------------------------------------------------
+
+
+class Direct:
+    """sqlite3 on one thread: what the store is compared with."""
+
+    def __init__(self, path: Path) -> None:
+        self._key = _keys()
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite3")
+        self.conn = self.pool.submit(self._open, str(path)).result()
+
+    @staticmethod
+    def _open(path: str) -> sqlite3.Connection:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("CREATE TABLE kv (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
+        with conn:
+            conn.execute("BEGIN")
+            conn.executemany(
+                "INSERT INTO kv VALUES (?, ?)", ((f"key-{i:05d}", VALUE) for i in range(KEYS))
+            )
+        return conn
+
+    def _get(self, key: str) -> Any:
+        return self.conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+
+    def _put(self, key: str) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)", (key, VALUE))
+
+    async def read(self) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.pool, self._get, self._key())
+
+    async def write(self) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.pool, self._put, self._key())
+
+    def close(self) -> None:
+        self.pool.submit(self.conn.close).result()
+        self.pool.shutdown()
+
+
+# -- running ---------------------------------------------------------------------------------
+
+
+def _note(text: str, quiet: bool) -> None:
+    if not quiet:
+        print(text, file=sys.stderr, flush=True)
+
+
+async def _measure(name: str, call: Call, args: argparse.Namespace) -> list[Row]:
+    rows = []
+    for inflight in args.inflight:
+        _note(f"  {name}: {inflight} in flight ...", args.json)
+        await asyncio.wait_for(call(), STEP_TIMEOUT)
+        rows.append(await measure(name, call, inflight, args.duration, args.warmup))
+    return rows
+
+
+async def _echo(address: str, args: argparse.Namespace) -> list[Row]:
+    from .transports import micro
+
+    client = await micro.connect(address, 32)
+    try:
+        return await _measure("echo rpc", client.call, args)
+    finally:
+        await client.close()
+
+
+async def _rpc(address: str, args: argparse.Namespace) -> list[Row]:
+    from micro.store.rpc import RpcStore
+
+    store = RpcStore(address)
+    try:
+        read, write = _store_calls(store)
+        return [*await _measure("read: store rpc", read, args),
+                *await _measure("write: store rpc", write, args)]
+    finally:
+        await store.close()
+
+
+async def _in_process(path: Path, args: argparse.Namespace) -> list[Row]:
+    from micro.store.sqlite import SqliteStore
+
+    store = SqliteStore(path)
+    try:
+        await preload(store)
+        read, write = _store_calls(store)
+        return [*await _measure("read: store in-process", read, args),
+                *await _measure("write: store in-process", write, args)]
+    finally:
+        await store.close()
+
+
+async def _direct(path: Path, args: argparse.Namespace) -> list[Row]:
+    direct = await asyncio.to_thread(Direct, path)
+    try:
+        return [*await _measure("read: sqlite3 thread", direct.read, args),
+                *await _measure("write: sqlite3 thread", direct.write, args)]
+    finally:
+        await asyncio.to_thread(direct.close)
+
+
+def run(args: argparse.Namespace, data: Path) -> list[Row]:
+    """Measure every case; ``data`` holds the database files."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    rows: list[Row] = []
+    with procs.spawn([sys.executable, "-m", "bench.serve", "micro"], env=env) as address:
+        _note(f"echo server child on {address}", args.json)
+        rows += uvloop.run(_echo(address, args))
+    child = [sys.executable, "-m", "bench.store", "--serve-child", str(data / "rpc.db")]
+    with procs.spawn(child, env=env) as address:
+        _note(f"store server child on {address}", args.json)
+        rows += uvloop.run(_rpc(address, args))
+    rows += uvloop.run(_in_process(data / "in-process.db", args))
+    rows += uvloop.run(_direct(data / "sqlite3.db", args))
+    return rows
+
+
+def ratio(rows: Sequence[Row]) -> tuple[int, float] | None:
+    """(inflight, store reads over RPC / echo) at 32 in flight, else the most measured."""
+    counts = {r.inflight for r in rows}
+    at = 32 if 32 in counts else max(counts, default=0)
+    rate = {r.transport: r.calls_per_s for r in rows if r.inflight == at}
+    if not rate.get("echo rpc") or "read: store rpc" not in rate:
+        return None
+    return at, round(rate["read: store rpc"] / rate["echo rpc"], 2)
+
+
+def _verdict(rows: Sequence[Row]) -> list[str]:
+    found = ratio(rows)
+    if found is None:
+        return []
+    at, value = found
+    met = "met" if value >= TARGET else "NOT met"
+    return [f"at {at} in flight: store read over RPC / RPC echo = {value:.2f}x "
+            f"(target >= {TARGET}x: {met})"]
+
+
+def _cells(row: Row) -> list[str]:
+    return [row.transport, str(row.inflight), f"{row.calls_per_s:,.0f}",
+            f"{row.p50_ms:.3f}", f"{row.p99_ms:.3f}"]
+
+
+def _print(rows: Sequence[Row]) -> None:
+    table = Table(title="Store: reads and writes")
+    for column in COLUMNS:
+        table.add_column(column, justify="left" if column == "case" else "right")
+    for row in rows:
+        table.add_row(*_cells(row))
+    Console().print(table)
+
+
+def _docs_body(rows: Sequence[Row], args: argparse.Namespace) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|---|" + "---:|" * (len(COLUMNS) - 1)]
+    lines += ["| " + " | ".join(_cells(row)) + " |" for row in rows]
+    verdict = "\n".join(f"- {line}" for line in _verdict(rows))
+    inflight = ",".join(str(n) for n in args.inflight)
+    return f"""## Store: reads and writes
+
+{chr(10).join(lines)}
+
+{verdict}
+
+Measured {datetime.date.today().isoformat()} on {report.machine()}; {args.duration:g} s timed
+after {args.warmup:g} s of warm-up per case, database files on the local disk. Every case
+reads or overwrites one of 10,000 preloaded keys with 100-byte values, in a random order.
+`echo rpc` is the typed echo of `python -m bench rpc` (server child, `Client.call`), the
+ceiling of any RPC service; `store rpc` is a server child hosting `StoreHandler` over a
+`SqliteStore`, called through `RpcStore`; `store in-process` is `SqliteStore` in the
+benchmark process; `sqlite3 thread` is the standard `sqlite3` module on one thread via
+`run_in_executor`, WAL and `synchronous=FULL`, every write its own transaction. Store
+point reads are answered from the store's write-through record cache once a key is hot
+(all 10,000 are, after the preload), so an in-process read never suspends: each worker
+yields to the loop once per read. Store writes are acknowledged after their group commit
+(WAL, `synchronous=FULL`): durable across `kill -9`, like the `sqlite3 thread` writes.
+
+Reproduce: `python -m bench store --duration {args.duration:g} --inflight {inflight} \\
+--write-docs` (add `--json` for machine-readable rows).
+"""
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """The command line of ``python -m bench store``."""
+    parser = argparse.ArgumentParser(prog="python -m bench store", description=__doc__)
+    parser.add_argument("--json", action="store_true", help="print only a JSON list of rows")
+    parser.add_argument("--duration", type=float, default=3.0, help="timed seconds per case")
+    parser.add_argument("--warmup", type=float, default=1.0, help="untimed seconds per case")
+    parser.add_argument(
+        "--inflight", type=lambda t: [int(p) for p in t.split(",") if p.strip()],
+        default=[1, 32], help="e.g. 1,32",
+    )
+    parser.add_argument("--dir", type=Path, help="where the database files go (default: temp)")
+    parser.add_argument("--write-docs", action="store_true", help=f"update {DOCS.name}")
+    args = parser.parse_args(list(argv))
+    if not 0 < args.duration <= 600 or not 0 <= args.warmup <= 60:
+        parser.error("--duration must be in (0, 600] and --warmup in [0, 60]")
+    if not args.inflight or any(n < 1 or n > 10_000 for n in args.inflight):
+        parser.error("--inflight takes counts between 1 and 10000")
+    return args
+
+
+def main(argv: Sequence[str]) -> int:
+    """Run the benchmark; print rows as JSON or as a table with the verdict."""
+    args = parse_args(argv)
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-store-", dir=args.dir) as data:
+            rows = run(args, Path(data))
+    except KeyboardInterrupt:
+        print("\ninterrupted; every child process has been stopped", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps([msgspec.to_builtins(row) for row in rows]))
+    else:
+        _print(rows)
+        for line in _verdict(rows):
+            print(line)
+    if args.write_docs and rows:
+        report.write_section(DOCS, "store", _docs_body(rows, args))
+        _note(f"wrote the store section of {DOCS}", args.json)
+    return 0 if rows else 1
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--serve-child"] and len(sys.argv) == 3:
+        uvloop.run(_serve_child(sys.argv[2]))
+    else:
+        sys.exit(main(sys.argv[1:]))
