@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .common import fail, parse_json, run, server_address
+from .common import fail, parse_json, parse_pairs, run, server_address
 
 if TYPE_CHECKING:
     from ..broker import Message
@@ -38,16 +38,6 @@ async def _broker() -> AsyncIterator[RpcBroker]:
         raise
     finally:
         await broker.close()
-
-
-def _metadata(pairs: list[str]) -> dict[str, str]:
-    meta: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            fail(f"metadata {pair!r} is not key=value")
-        meta[key] = value
-    return meta
 
 
 def message_json(message: Message) -> dict[str, Any]:
@@ -80,7 +70,7 @@ def publish(
     from ..broker.subscriber import encode_message
 
     payload = encode_message(parse_json(body, "message"))
-    meta = _metadata(metadata)
+    meta = parse_pairs(metadata)
 
     async def go() -> str:
         async with _broker() as broker:

@@ -7,18 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .common import connect, fail, parse_json, print_json, run
-
-
-def _metadata(pairs: list[str]) -> dict[str, str] | None:
-    meta: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            fail(f"metadata {pair!r} is not key=value")
-        meta[key.lower()] = value
-    return meta or None
-
+from .common import connect, parse_json, parse_pairs, print_json, run
 
 Metadata = Annotated[
     list[str], typer.Option("--metadata", "-m", help="key=value sent as call metadata")
@@ -34,7 +23,9 @@ def call(
 ) -> None:
     """Call an endpoint with a JSON request and print the JSON response."""
     body = json.dumps(parse_json(request)).encode()
-    print_json(json.loads(run(call_json(service, endpoint, body, timeout, _metadata(metadata)))))
+    print_json(
+        json.loads(run(call_json(service, endpoint, body, timeout, parse_pairs(metadata) or None)))
+    )
 
 
 async def call_json(
@@ -61,7 +52,7 @@ def stream(
     async def go() -> None:
         async with connect() as client:
             async for message in client.stream(
-                service, endpoint, req, metadata=_metadata(metadata)
+                service, endpoint, req, metadata=parse_pairs(metadata) or None
             ):
                 typer.echo(json.dumps(message, ensure_ascii=False, default=str))
 

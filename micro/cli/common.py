@@ -69,6 +69,27 @@ async def connect() -> AsyncIterator[Client]:
         await registry.close()
 
 
+def parse_pairs(pairs: list[str], what: str = "--metadata") -> dict[str, str]:
+    """``["k=v", ...]`` -> ``{"k": "v"}``, failing clearly on an item without ``=``."""
+    found: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            fail(f"{what} {pair!r} is not KEY=VALUE")
+        found[key] = value
+    return found
+
+
+def parse_seconds(text: str, what: str) -> float:
+    """A duration argument (``90``, ``500ms``, ``30s``, ``5m``, ``2h``, ``1d``) in seconds."""
+    from .durations import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        fail(f"{what}: {exc}")
+
+
 def parse_json(text: str, what: str = "request") -> Any:
     """Parse a JSON argument, failing with a clear message."""
     try:

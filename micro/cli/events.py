@@ -4,7 +4,6 @@ through the server's ``events`` service."""
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,7 +12,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .common import Output, fail, parse_json, print_table, run, server_address
+from .common import (
+    Output,
+    fail,
+    parse_json,
+    parse_pairs,
+    parse_seconds,
+    print_table,
+    run,
+    server_address,
+)
 
 if TYPE_CHECKING:
     from ..events import Event, Start
@@ -24,9 +32,6 @@ events_app = typer.Typer(
     help="Durable event streams: history, topics and retention (see also publish, consume).",
     no_args_is_help=True,
 )
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 @asynccontextmanager
@@ -46,14 +51,6 @@ async def _events() -> AsyncIterator[RpcEvents]:
         await events.close()
 
 
-def parse_duration(text: str) -> float:
-    """``500ms``, ``5s``, ``2m``, ``1h``, ``1d`` or plain seconds, as seconds."""
-    match = _DURATION.match(text)
-    if match is None:
-        fail(f"{text!r} is not a duration (e.g. 500ms, 5s, 2m, 1h)")
-    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
-
-
 def parse_start(text: str) -> Start:
     """``first``, ``new``, a sequence number or an ISO 8601 time (local time unless it
     names a zone)."""
@@ -65,16 +62,6 @@ def parse_start(text: str) -> Start:
         return datetime.fromisoformat(text).timestamp()
     except ValueError:
         fail(f"--from {text!r}: use first, new, a sequence number or an ISO 8601 time")
-
-
-def _metadata(pairs: list[str]) -> dict[str, str]:
-    meta: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            fail(f"metadata {pair!r} is not key=value")
-        meta[key] = value
-    return meta
 
 
 def event_json(event: Event) -> dict[str, Any]:
@@ -135,13 +122,17 @@ def publish(
     import time
 
     parse_json(body, "event")
-    deliver_at = time.time() + parse_duration(delay) if delay is not None else None
+    deliver_at = time.time() + parse_seconds(delay, "--delay") if delay is not None else None
 
     async def go() -> dict[str, Any]:
         async with _events() as events:
             ack = await events.publish(
-                topic, body.encode(), metadata=_metadata(metadata), key=key,
-                message_id=message_id, deliver_at=deliver_at,
+                topic,
+                body.encode(),
+                metadata=parse_pairs(metadata),
+                key=key,
+                message_id=message_id,
+                deliver_at=deliver_at,
             )
         return {"topic": ack.topic, "sequence": ack.sequence, "duplicate": ack.duplicate}
 
@@ -212,8 +203,14 @@ def topics(output: Output = "table") -> None:
             found = await events.topics()
         return [
             [
-                t.name, t.first_sequence, t.last_sequence, t.count, t.bytes,
-                t.retention.max_age, t.retention.max_events, t.retention.max_bytes,
+                t.name,
+                t.first_sequence,
+                t.last_sequence,
+                t.count,
+                t.bytes,
+                t.retention.max_age,
+                t.retention.max_events,
+                t.retention.max_bytes,
             ]
             for t in found
         ]
@@ -230,7 +227,7 @@ def retention(
     max_bytes: Annotated[int | None, typer.Option(help="keep this many body bytes")] = None,
 ) -> None:
     """Set how long a topic keeps events (no limit given: keep everything)."""
-    age = parse_duration(max_age) if max_age is not None else None
+    age = parse_seconds(max_age, "--max-age") if max_age is not None else None
 
     async def go() -> dict[str, Any]:
         async with _events() as events:

@@ -15,7 +15,16 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from .common import Output, fail, print_json, print_table, run, server_address
+from .common import (
+    Output,
+    fail,
+    parse_pairs,
+    parse_seconds,
+    print_json,
+    print_table,
+    run,
+    server_address,
+)
 
 if TYPE_CHECKING:
     from ..store import Record
@@ -77,12 +86,20 @@ def _when(expiry: float | None) -> str:
 
 def _show(records: list[Record], output: str) -> None:
     if output == "json":
-        print_json([
-            {"key": r.key, "value": text, "encoding": encoding, "metadata": r.metadata,
-             "expiry": r.expiry, "etag": r.etag}
-            for r in records
-            for text, encoding in [_text(r.value)]
-        ])
+        print_json(
+            [
+                {
+                    "key": r.key,
+                    "value": text,
+                    "encoding": encoding,
+                    "metadata": r.metadata,
+                    "expiry": r.expiry,
+                    "etag": r.etag,
+                }
+                for r in records
+                for text, encoding in [_text(r.value)]
+            ]
+        )
         return
     rows = []
     for r in records:
@@ -112,24 +129,16 @@ def read(
     if raw and (prefix or suffix):
         fail("--raw prints one value: it does not go with --prefix or --suffix")
     by = _order(order)
-    records = _run(lambda store: store.read(
-        database, table, key, prefix=prefix, suffix=suffix, limit=limit, offset=offset, order=by
-    ))
+    records = _run(
+        lambda store: store.read(
+            database, table, key, prefix=prefix, suffix=suffix, limit=limit, offset=offset, order=by
+        )
+    )
     if raw:
         sys.stdout.buffer.write(records[0].value)
         sys.stdout.flush()
         return
     _show(records, output)
-
-
-def _metadata(pairs: list[str]) -> dict[str, str]:
-    metadata: dict[str, str] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            fail(f"--metadata {pair!r} is not KEY=VALUE")
-        metadata[name] = value
-    return metadata
 
 
 @store_app.command("write")
@@ -151,19 +160,14 @@ def write(
     output: Output = "table",
 ) -> None:
     """Write VALUE under KEY (replacing the record)."""
-    from .durations import parse_duration
-
-    seconds = None
-    if ttl is not None:
-        try:
-            seconds = parse_duration(ttl)
-        except ValueError as exc:
-            fail(f"--ttl: {exc}")
+    seconds = parse_seconds(ttl, "--ttl") if ttl is not None else None
     data = sys.stdin.buffer.read() if value == "-" else value.encode()
-    meta = _metadata(metadata)
-    record = _run(lambda store: store.write(
-        database, table, key, data, metadata=meta, ttl=seconds, etag=etag, if_absent=if_absent
-    ))
+    meta = parse_pairs(metadata)
+    record = _run(
+        lambda store: store.write(
+            database, table, key, data, metadata=meta, ttl=seconds, etag=etag, if_absent=if_absent
+        )
+    )
     if output == "json":
         print_json({"key": record.key, "etag": record.etag, "expiry": record.expiry})
         return
@@ -196,9 +200,11 @@ def list_keys(
 ) -> None:
     """List the keys of a table."""
     by = _order(order)
-    keys = _run(lambda store: store.list_keys(
-        database, table, prefix=prefix, suffix=suffix, limit=limit, offset=offset, order=by
-    ))
+    keys = _run(
+        lambda store: store.list_keys(
+            database, table, prefix=prefix, suffix=suffix, limit=limit, offset=offset, order=by
+        )
+    )
     print_table(["key"], [(k,) for k in keys], output)
 
 

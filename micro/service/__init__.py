@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from ..store.scoped import ScopedStore
 
 H = TypeVar("H")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # also a valid store table name
 Hook = Callable[[], Awaitable[None]]
 
 
@@ -65,8 +67,11 @@ class Service:
         register_interval: float | None = None,
         max_frame: int = DEFAULT_MAX_FRAME,
     ) -> None:
-        if not name or any(c in name for c in " /:"):
-            raise ValueError(f"service name {name!r} must be non-empty, without spaces, / or :")
+        if not _NAME.fullmatch(name):
+            raise ValueError(
+                f"service name {name!r}: use letters, digits, '.', '_' and '-' (at most 128), "
+                "starting with a letter or digit"
+            )
         self.name = name
         self.version = version
         self.metadata = dict(metadata or {})

@@ -60,7 +60,7 @@ async def test_bad_input_fails_with_a_clear_message(hosted: Hosted) -> None:
     cases = [
         (("publish", "t", "{not json"), "not valid JSON"),
         (("publish", "bad topic", "{}"), "topic"),
-        (("publish", "t", "{}", "-m", "novalue"), "key=value"),
+        (("publish", "t", "{}", "-m", "novalue"), "KEY=VALUE"),
         (("subscribe", "t", "-n", "0"), "--count"),
         (("subscribe", "a..b"), "topic"),
     ]
