@@ -29,9 +29,11 @@ lint: install
 	$(BIN)/ruff check micro tests bench examples
 	$(BIN)/mypy
 
-## bench: RPC benchmark against grpcio, aiohttp, NATS and the bare protocol
+## bench: RPC, store and events benchmarks against their alternatives; tables into docs/
 bench: install
 	$(BIN)/python -m bench rpc --write-docs
+	$(BIN)/python -m bench store --write-docs
+	$(BIN)/python -m bench events --write-docs
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
