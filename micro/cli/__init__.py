@@ -15,7 +15,7 @@ _SERVICE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 def build() -> typer.Typer:
     """The ``micro`` application with every command group attached."""
-    from . import broker, call, config, events, new, runtime, server, services, store
+    from . import broker, call, config, events, monitor, new, runtime, server, services, store
 
     cli = typer.Typer(
         name="micro",
@@ -41,6 +41,7 @@ def build() -> typer.Typer:
     config.register(cli)
     events.register(cli)
     store.register(cli)
+    monitor.register(cli)
     return cli
 
 

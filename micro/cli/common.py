@@ -16,7 +16,15 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-CORE = ("registry", "runtime", "store", "config", "broker", "events")  # hosted by the server
+CORE = (
+    "registry",
+    "runtime",
+    "store",
+    "config",
+    "broker",
+    "events",
+    "monitor",
+)  # hosted by the server
 
 Output = Annotated[str, typer.Option("--output", "-o", help="table or json", metavar="table|json")]
 

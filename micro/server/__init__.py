@@ -7,6 +7,7 @@
                ├─ store     (Store.*)      backend: SqliteStore (data_dir/store.db)
                ├─ config    (Config.*)     backend: SqliteConfig (data_dir/config.db)
                ├─ events    (Events.*)     backend: SqliteEvents (data_dir/events.db)
+               ├─ monitor   (Monitor.*)    probes every node, runs checks, raises alerts
                └─ runtime   (Runtime.*)    backend: LocalRuntime (supervised processes)
     :8080  HTTP gateway ──> any registered service
 
@@ -31,6 +32,8 @@ from ..config.sqlite import SqliteConfig
 from ..events.handler import EventsHandler
 from ..events.sqlite import SqliteEvents
 from ..gateway import Gateway
+from ..monitor.handler import MonitorHandler
+from ..monitor.monitor import Monitor
 from ..registry.handler import RegistryHandler
 from ..registry.memory import MemoryRegistry
 from ..service import Service
@@ -67,6 +70,7 @@ class MicroServer:
         self.store: SqliteStore | None = None
         self.config: SqliteConfig | None = None
         self.events: SqliteEvents | None = None
+        self.monitor: Monitor | None = None
         self.router = Router()
         self.rpc = RpcServer(self.router)
         self.client = Client(self.registry)
@@ -108,6 +112,8 @@ class MicroServer:
         self.events = SqliteEvents(data / "events.db")
         await self.events.start()
         self.services.append(self._core("events", EventsHandler(self.events), "Events"))
+        self.monitor = Monitor(self.registry, self.client, self.events, self.store)
+        self.services.append(self._core("monitor", MonitorHandler(self.monitor), "Monitor"))
         if self.options.runtime:
             from ..runtime.handler import RuntimeHandler
             from ..runtime.local import LocalRuntime
@@ -116,6 +122,7 @@ class MicroServer:
             self.services.append(self._core("runtime", RuntimeHandler(self.runtime), "Runtime"))
         for svc in self.services:
             await svc.start(server=self.rpc)
+        await self.monitor.start()
         if self.options.gateway is not None:
             self.gateway = Gateway(self.client, self.options.gateway)
             await self.gateway.start()
@@ -130,6 +137,8 @@ class MicroServer:
 
     async def stop(self) -> None:
         """Stop supervised services (their desired state is kept), the gateway and the core."""
+        if self.monitor is not None:
+            await self.monitor.close()
         if self.runtime is not None:
             await self.runtime.close()
         if self.gateway is not None:
