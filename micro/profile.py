@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BLOCKS", "PROFILES", "Profile", "profile_named"]
 
-BLOCKS = ("registry", "store", "config", "broker", "events")
+BLOCKS = ("registry", "store", "config", "broker", "events", "sync")
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,12 @@ def _rpc_events(svc: Service) -> object:
     return RpcEvents(svc.settings.server, client=svc.client)
 
 
+def _rpc_sync(svc: Service) -> object:
+    from .sync.rpc import RpcSync
+
+    return RpcSync(svc.settings.server, client=svc.client)
+
+
 LOCAL = Profile(
     "local",
     {
@@ -67,6 +73,7 @@ LOCAL = Profile(
         "config": _rpc_config,
         "broker": _rpc_broker,
         "events": _rpc_events,
+        "sync": _rpc_sync,
     },
 )
 

@@ -15,7 +15,19 @@ _SERVICE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 def build() -> typer.Typer:
     """The ``micro`` application with every command group attached."""
-    from . import broker, call, config, events, monitor, new, runtime, server, services, store
+    from . import (
+        broker,
+        call,
+        config,
+        events,
+        monitor,
+        new,
+        runtime,
+        server,
+        services,
+        store,
+        sync,
+    )
 
     cli = typer.Typer(
         name="micro",
@@ -42,6 +54,7 @@ def build() -> typer.Typer:
     events.register(cli)
     store.register(cli)
     monitor.register(cli)
+    sync.register(cli)
     return cli
 
 

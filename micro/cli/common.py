@@ -16,15 +16,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-CORE = (
-    "registry",
-    "runtime",
-    "store",
-    "config",
-    "broker",
-    "events",
-    "monitor",
-)  # hosted by the server
+CORE = ("registry", "runtime", "store", "config", "broker", "events", "monitor", "sync")
 
 Output = Annotated[str, typer.Option("--output", "-o", help="table or json", metavar="table|json")]
 

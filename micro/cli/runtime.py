@@ -28,8 +28,13 @@ async def _runtime() -> AsyncIterator[RpcRuntime]:
 
 
 def _spec(
-    path: str, name: str | None, version: str, env: list[str], instances: int,
-    memory_mb: int | None, open_files: int | None,
+    path: str,
+    name: str | None,
+    version: str,
+    env: list[str],
+    instances: int,
+    memory_mb: int | None,
+    open_files: int | None,
 ) -> ServiceSpec:
     from ..runtime import MAX_INSTANCES, Limits, ServiceSpec
 
@@ -50,23 +55,28 @@ def _spec(
             fail(f"--env {pair!r} is not KEY=VALUE")
         variables[key] = value
     return ServiceSpec(
-        name=name or source.name.lower(), source=str(source), version=version, env=variables,
-        instances=instances, limits=Limits(memory_mb=memory_mb, open_files=open_files),
+        name=name or source.name.lower(),
+        source=str(source),
+        version=version,
+        env=variables,
+        instances=instances,
+        limits=Limits(memory_mb=memory_mb, open_files=open_files),
     )
 
 
 Name = Annotated[str | None, typer.Option("--name", help="service name (default: directory name)")]
 Version = Annotated[str, typer.Option("--version", help="version label")]
-Env = Annotated[list[str], typer.Option(
-    "--env", "-e", help="KEY=VALUE for the process (VALUE config:PATH: read from the config)"
-)]
+Env = Annotated[
+    list[str],
+    typer.Option(
+        "--env", "-e", help="KEY=VALUE for the process (VALUE config:PATH: read from the config)"
+    ),
+]
 Instances = Annotated[int, typer.Option("--instances", "-i", help="processes to run (1-32)")]
 MemoryMb = Annotated[
     int | None, typer.Option("--memory-mb", help="address space limit per process (MiB)")
 ]
-OpenFiles = Annotated[
-    int | None, typer.Option("--open-files", help="open file limit per process")
-]
+OpenFiles = Annotated[int | None, typer.Option("--open-files", help="open file limit per process")]
 
 
 def run_service(
@@ -95,9 +105,10 @@ def update(
     name: Name = None,
     version: Version = "latest",
     env: Env = [],  # noqa: B006
-    instances: Annotated[int | None, typer.Option(
-        "--instances", "-i", help="processes to run (1-32; default: as many as now)"
-    )] = None,
+    instances: Annotated[
+        int | None,
+        typer.Option("--instances", "-i", help="processes to run (1-32; default: as many as now)"),
+    ] = None,
     memory_mb: MemoryMb = None,
     open_files: OpenFiles = None,
 ) -> None:
@@ -157,12 +168,12 @@ def status(
         for s in found:
             count = len(s.instances) or 1
             label = s.name if count == 1 else f"{s.name} ({count})"
-            rows.append((label, s.version, s.source, s.status, s.pid, s.restarts,
-                         _uptime(s.uptime)))
+            rows.append(
+                (label, s.version, s.source, s.status, s.pid, s.restarts, _uptime(s.uptime))
+            )
             if count > 1:
                 rows.extend(
-                    (f"  #{i.index}", i.version, "", i.status, i.pid, i.restarts,
-                     _uptime(i.uptime))
+                    (f"  #{i.index}", i.version, "", i.status, i.pid, i.restarts, _uptime(i.uptime))
                     for i in s.instances
                 )
         print_table(

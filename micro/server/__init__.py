@@ -7,6 +7,7 @@
                ├─ store     (Store.*)      backend: SqliteStore (data_dir/store.db)
                ├─ config    (Config.*)     backend: SqliteConfig (data_dir/config.db)
                ├─ events    (Events.*)     backend: SqliteEvents (data_dir/events.db)
+               ├─ sync      (Sync.*)       backend: SqliteSync (data_dir/sync.db)
                ├─ monitor   (Monitor.*)    probes every node, runs checks, raises alerts
                └─ runtime   (Runtime.*)    backend: LocalRuntime (supervised processes)
     :8080  HTTP gateway ──> any registered service
@@ -41,6 +42,8 @@ from ..service.process import serve_until_signal
 from ..settings import Settings
 from ..store.handler import StoreHandler
 from ..store.sqlite import SqliteStore
+from ..sync.handler import SyncHandler
+from ..sync.sqlite import SqliteSync
 from ..transport.client import split_address
 from ..transport.server import Router, RpcServer
 
@@ -71,6 +74,7 @@ class MicroServer:
         self.config: SqliteConfig | None = None
         self.events: SqliteEvents | None = None
         self.monitor: Monitor | None = None
+        self.sync: SqliteSync | None = None
         self.router = Router()
         self.rpc = RpcServer(self.router)
         self.client = Client(self.registry)
@@ -112,6 +116,9 @@ class MicroServer:
         self.events = SqliteEvents(data / "events.db")
         await self.events.start()
         self.services.append(self._core("events", EventsHandler(self.events), "Events"))
+        self.sync = SqliteSync(data / "sync.db")
+        await self.sync.start()
+        self.services.append(self._core("sync", SyncHandler(self.sync), "Sync"))
         self.monitor = Monitor(self.registry, self.client, self.events, self.store)
         self.services.append(self._core("monitor", MonitorHandler(self.monitor), "Monitor"))
         if self.options.runtime:
@@ -144,6 +151,8 @@ class MicroServer:
         if self.gateway is not None:
             await self.gateway.stop()
         await self.broker.close()  # ends open Subscribe streams now, not after the grace
+        if self.sync is not None:
+            self.sync.end_observers()  # likewise for election Observe streams
         self.rpc.draining = True
         for svc in reversed(self.services):
             await svc.stop()
@@ -155,6 +164,8 @@ class MicroServer:
             await self.config.close()
         if self.events is not None:
             await self.events.close()
+        if self.sync is not None:
+            await self.sync.close()
         if self._reaper is not None:
             self._reaper.cancel()
             self._reaper = None

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from ..events import Events
     from ..store import Store
     from ..store.scoped import ScopedStore
+    from ..sync import Sync
 
 H = TypeVar("H")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # also a valid store table name
@@ -60,6 +61,7 @@ class Service:
         config: Config | None = None,
         broker: Broker | None = None,
         events: Events | None = None,
+        sync: Sync | None = None,
         settings: Settings | None = None,
         middleware: Sequence[Middleware] = (),
         address: str | None = None,
@@ -82,6 +84,7 @@ class Service:
             "config": config,
             "broker": broker,
             "events": events,
+            "sync": sync,
         }
         self._blocks: dict[str, object] = {k: v for k, v in given.items() if v is not None}
         self._made: list[str] = []  # blocks this service built, closed when it stops
@@ -157,6 +160,11 @@ class Service:
         """Durable event streams."""
         return cast("Events", self._block("events"))
 
+    @property
+    def sync(self) -> Sync:
+        """Locks with fencing tokens, leader election, maps, cron claims and task queues."""
+        return cast("Sync", self._block("sync"))
+
     @overload
     def handler(self, handler: type[H], *, name: str | None = None) -> type[H]: ...
 
@@ -188,6 +196,7 @@ class Service:
         config: Config | None = None,
         broker: Broker | None = None,
         events: Events | None = None,
+        sync: Sync | None = None,
         settings: Settings | None = None,
     ) -> None:
         """Replace blocks before :meth:`start` (tests use it to run a service against
@@ -200,6 +209,7 @@ class Service:
             "config": config,
             "broker": broker,
             "events": events,
+            "sync": sync,
         }
         for name, block in given.items():
             if block is not None:

@@ -32,6 +32,7 @@ from ..server import MicroServer, ServerOptions
 from ..service import Service
 from ..settings import Settings
 from ..store import Store
+from ..sync import Sync
 
 __all__ = ["ServiceTestClient", "eventually", "serve", "start_server"]
 
@@ -92,9 +93,10 @@ async def serve(
     config: Config | None = None,
     broker: Broker | None = None,
     events: Events | None = None,
+    sync: Sync | None = None,
 ) -> AsyncIterator[ServiceTestClient]:
     """Start ``services`` on 127.0.0.1 with in-memory blocks shared between them (registry,
-    store, config, broker, events: pass your own to override); yield a client bound to the
+    store, config, broker, events, sync: pass your own to override); yield a client bound to the
     first; stop them all and close the blocks afterwards."""
     if not services:
         raise ValueError("serve() needs at least one service")
@@ -102,6 +104,7 @@ async def serve(
     from ..config.memory import MemoryConfig
     from ..events.memory import MemoryEvents
     from ..store.memory import MemoryStore
+    from ..sync.memory import MemorySync
 
     made: list[Any] = []
 
@@ -118,6 +121,7 @@ async def serve(
         "config": default(config, MemoryConfig),
         "broker": default(broker, MemoryBroker),
         "events": default(events, MemoryEvents),
+        "sync": default(sync, MemorySync),
     }
     settings = Settings(service_address="127.0.0.1:0")
     started: list[Service] = []

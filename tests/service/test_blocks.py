@@ -58,6 +58,10 @@ async def test_blocks_are_scoped_to_the_service_and_work_together() -> None:
         # the event is durable and readable
         (event,) = await svc.events.read("notes.saved")
         assert (event.body, event.key) == (b"n1", "n1")
+        # locks with fencing tokens come from the sync block
+        lease = await svc.sync.acquire("notes.compaction", ttl=5)
+        assert lease.token >= 1
+        await svc.sync.release(lease)
         # a typed subscriber receives what is published on its topic
         await publish_message(svc.broker, "notes.shared", Note("n2", "shared"))
         await eventually(lambda: received == [Note("n2", "shared")], timeout=5)
