@@ -19,6 +19,7 @@ def build() -> typer.Typer:
         broker,
         call,
         config,
+        debug,
         events,
         monitor,
         new,
@@ -55,6 +56,7 @@ def build() -> typer.Typer:
     store.register(cli)
     monitor.register(cli)
     sync.register(cli)
+    debug.register(cli)
     return cli
 
 

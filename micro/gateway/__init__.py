@@ -16,6 +16,8 @@ import msgspec
 from aiohttp import web
 
 from ..client import Client
+from ..debug import Instrumentation, instrument
+from ..debug.trace import span
 from ..errors import MicroError, bad_request
 from ..transport.client import split_address
 from ..transport.frames import Codec
@@ -38,6 +40,7 @@ class Gateway:
         self.client = client
         self.address = address
         self.timeout = timeout
+        self.debug: Instrumentation = instrument("gateway")
         self._runner: web.AppRunner | None = None
         self.app = web.Application(client_max_size=_MAX_BODY)
         self.app.router.add_get("/health", self._health)
@@ -79,14 +82,13 @@ class Gateway:
             }
             if auth := request.headers.get("Authorization"):
                 metadata["authorization"] = auth
-            reply = await self.client.call_raw(
-                service,
-                endpoint,
-                body,
-                codec=Codec.JSON,
-                timeout=timeout,
-                metadata=metadata or None,
-            )
+            where = f"{request.method} {request.path}"
+            parent = request.headers.get("traceparent")
+            with span(self.debug.recorder, "gateway", where, parent) as sp:
+                metadata["traceparent"] = sp.traceparent
+                reply = await self.client.call_raw(
+                    service, endpoint, body, codec=Codec.JSON, timeout=timeout, metadata=metadata
+                )
         except MicroError as err:
             log.debug("%s %s -> %s", request.method, request.path, err)
             return web.Response(

@@ -127,11 +127,14 @@ class MicroServer:
 
             self.runtime = LocalRuntime(self.options.data_dir, server=self.rpc.address)
             self.services.append(self._core("runtime", RuntimeHandler(self.runtime), "Runtime"))
+        if self.options.gateway is not None:
+            self.gateway = Gateway(self.client, self.options.gateway)
+            # the gateway's spans and stats, served like any service's (micro trace, stats)
+            self.services.append(self._core("gateway", self.gateway.debug.handler, "Debug"))
         for svc in self.services:
             await svc.start(server=self.rpc)
         await self.monitor.start()
-        if self.options.gateway is not None:
-            self.gateway = Gateway(self.client, self.options.gateway)
+        if self.gateway is not None:
             await self.gateway.start()
         if self.runtime is not None:
             await self.runtime.start()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 from ..broker import Broker
 from ..broker.subscriber import Subscriber, start_subscriber
 from ..client import Client
+from ..debug import Instrumentation, instrument
 from ..profile import profile_named
 from ..registry import EndpointInfo, Node, Registry, ServiceInfo
 from ..settings import Settings
@@ -89,7 +90,8 @@ class Service:
         self._blocks: dict[str, object] = {k: v for k, v in given.items() if v is not None}
         self._made: list[str] = []  # blocks this service built, closed when it stops
         self._client = client
-        self.middleware = list(middleware)
+        self.debug: Instrumentation = instrument(name)
+        self.middleware = [*self.debug.middleware, *middleware]
         self._address = address
         self.register_ttl = register_ttl
         self.register_interval = register_interval or register_ttl / 3
@@ -281,6 +283,8 @@ class Service:
         hooks, register and begin heartbeats."""
         if not self.endpoints and not self.subscribers:
             raise RuntimeError(f"service {self.name} has no handlers and no subscribers")
+        if "Debug.Health" not in self.endpoints:
+            self.handler(self.debug.handler, name="Debug")
         for ep in self.endpoints.values():
             ep.wrap(self.middleware)
         if server is None:

@@ -20,6 +20,11 @@ def configure_logging(name: str) -> None:
     """Plain one-line logs on stderr (the runtime captures them per service);
     ``MICRO_LOG_LEVEL`` sets the level."""
     level = os.environ.get("MICRO_LOG_LEVEL", "INFO").upper()
+    from ..debug.logs import configure_json_logging, wants_json
+
+    if wants_json():
+        configure_json_logging(name, level)
+        return
     logging.basicConfig(
         level=level, format=f"%(asctime)s %(levelname)s {name} %(name)s: %(message)s"
     )
