@@ -201,18 +201,22 @@ def _describe(exc: BaseException) -> str:
 
 
 def tracing_middleware(recorder: SpanRecorder) -> Middleware:
-    """Middleware recording a span per call (``Debug.*`` calls excepted) and setting
-    ``ctx.metadata["traceparent"]`` to it for the calls the handler makes."""
+    """Middleware recording a span per traced call and setting ``ctx.metadata["traceparent"]``
+    to it for the calls the handler makes. A call is traced when its caller sent a
+    ``traceparent``: traces start at the edge (the gateway starts one per HTTP request) or
+    with any caller that passes one; untraced RPC pays one dict lookup. ``Debug.*`` calls
+    are never traced."""
     record = recorder.record
 
     def wrap(call: HandlerFunc) -> HandlerFunc:
         async def traced(ctx: Context, request: Any) -> Any:
-            endpoint = ctx.endpoint
-            if endpoint.startswith(DEBUG_PREFIX):
-                return await call(ctx, request)
             metadata = ctx.metadata
-            parent = _parse(metadata.get(HEADER))
-            if parent is None:
+            header = metadata.get(HEADER)
+            endpoint = ctx.endpoint
+            if header is None or endpoint.startswith(DEBUG_PREFIX):
+                return await call(ctx, request)
+            parent = _parse(header)
+            if parent is None:  # malformed: start a new trace rather than fail the call
                 trace_id, parent_id, flags = new_trace_id(), "", "01"
             else:
                 trace_id, parent_id, flags = parent

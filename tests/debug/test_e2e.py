@@ -197,10 +197,15 @@ async def test_trace_through_the_http_gateway(micro_server: MicroServer, pair: P
 async def test_client_errors_are_recorded_in_stats_and_spans(
     micro_server: MicroServer, pair: Pair
 ) -> None:
+    traced = {"traceparent": format_traceparent(new_trace_id(), new_span_id())}
     with pytest.raises(MicroError) as caught:
-        await micro_server.client.call("alpha", "Alpha.Hop", Req("bad"), response_type=Resp)
+        await micro_server.client.call(
+            "alpha", "Alpha.Hop", Req("bad"), response_type=Resp, metadata=traced
+        )
     assert caught.value.status == 400
-    await micro_server.client.call("alpha", "Alpha.Hop", Req("ok"), response_type=Resp)
+    await micro_server.client.call(
+        "alpha", "Alpha.Hop", Req("ok"), response_type=Resp, metadata=traced
+    )
     snap = await micro_server.client.call(
         "beta", "Debug.Stats", Empty(), response_type=StatsSnapshot
     )

@@ -119,7 +119,7 @@ async def test_failed_calls_record_their_error_and_debug_calls_are_skipped() -> 
     call = tracing_middleware(rec)(handler)
     for req in ("conflict", "crash"):
         with pytest.raises(Exception):  # noqa: B017 - re-raised unchanged
-            await call(Context(service="A", endpoint="H.Do"), req)
+            await call(Context({"traceparent": VALID}, service="A", endpoint="H.Do"), req)
     client_err, err = reversed(rec.recent())
     assert (client_err.status, err.status) == ("client_error", "error")
     assert client_err.error == "A: taken (conflict, 409)" and err.error == "RuntimeError: boom"
@@ -127,8 +127,19 @@ async def test_failed_calls_record_their_error_and_debug_calls_are_skipped() -> 
     async def ok(ctx: Context, req: Any) -> Any:
         return None
 
-    await tracing_middleware(rec)(ok)(Context(service="A", endpoint="Debug.Trace"), None)
+    debug_ctx = Context({"traceparent": VALID}, service="A", endpoint="Debug.Trace")
+    await tracing_middleware(rec)(ok)(debug_ctx, None)
     assert len(rec) == 2
+
+
+async def test_calls_without_a_traceparent_are_not_traced() -> None:
+    rec = SpanRecorder()
+
+    async def ok(ctx: Context, req: Any) -> Any:
+        return dict(ctx.metadata)
+
+    seen = await tracing_middleware(rec)(ok)(Context(service="A", endpoint="H.Do"), None)
+    assert seen == {} and len(rec) == 0
 
 
 def test_span_helper_for_non_handlers() -> None:
