@@ -44,9 +44,14 @@ def _spec(
         fail("--memory-mb and --open-files must be positive")
 
     source = Path(path).expanduser().resolve()
+    repo, at, rev = path.rpartition("@")
+    git = ""
+    if at and repo and rev and not source.is_dir():  # PATH@branch, PATH@commit
+        source = Path(repo).expanduser().resolve()
+        git = f"@{rev}"
     if not source.is_dir():
         fail(f"{path} is not a directory")
-    if not (source / "main.py").is_file():
+    if not git and not (source / "main.py").is_file():
         fail(f"{source} has no main.py")
     variables: dict[str, str] = {}
     for pair in env:
@@ -56,7 +61,7 @@ def _spec(
         variables[key] = value
     return ServiceSpec(
         name=name or source.name.lower(),
-        source=str(source),
+        source=f"{source}{git}",
         version=version,
         env=variables,
         instances=instances,
@@ -64,6 +69,10 @@ def _spec(
     )
 
 
+Source = Annotated[
+    str,
+    typer.Argument(help="directory with a main.py, or a git repository as PATH@branch"),
+]
 Name = Annotated[str | None, typer.Option("--name", help="service name (default: directory name)")]
 Version = Annotated[str, typer.Option("--version", help="version label")]
 Env = Annotated[
@@ -80,7 +89,7 @@ OpenFiles = Annotated[int | None, typer.Option("--open-files", help="open file l
 
 
 def run_service(
-    path: Annotated[str, typer.Argument(help="directory with a main.py")],
+    path: Source,
     name: Name = None,
     version: Version = "latest",
     env: Env = [],  # noqa: B006 - typer reads the default, never mutates it
@@ -101,7 +110,7 @@ def run_service(
 
 
 def update(
-    path: Annotated[str, typer.Argument(help="directory with a main.py")],
+    path: Source,
     name: Name = None,
     version: Version = "latest",
     env: Env = [],  # noqa: B006

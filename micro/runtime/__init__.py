@@ -24,31 +24,72 @@ from typing import Literal, Protocol, runtime_checkable
 
 import msgspec
 
-__all__ = ["Runtime", "ServiceSpec", "ServiceStatus", "Status"]
+__all__ = [
+    "MAX_INSTANCES", "InstanceStatus", "Limits", "Runtime", "ServiceSpec", "ServiceStatus",
+    "Status",
+]
+
+MAX_INSTANCES = 32
+"""The most processes one service may run (``ServiceSpec.instances``)."""
 
 Status = Literal["starting", "running", "backoff", "crashed", "stopped"]
 """Where a service is in its life cycle (see the module docstring)."""
 
 
+class Limits(msgspec.Struct, omit_defaults=True, frozen=True):
+    """Resource limits of each process of a service, applied by the launcher before
+    ``main.py`` runs: ``memory_mb`` caps its address space (``RLIMIT_AS``), ``open_files``
+    the number of file descriptors it may hold (``RLIMIT_NOFILE``)."""
+
+    memory_mb: int | None = None
+    open_files: int | None = None
+
+
 class ServiceSpec(msgspec.Struct, omit_defaults=True):
     """What to run: the service ``name`` (``^[a-z0-9][a-z0-9._-]*$``), ``source``, the
-    absolute path of a directory holding ``main.py``, a ``version`` label and extra
-    environment variables."""
+    absolute path of a directory holding ``main.py``, a ``version`` label, extra
+    environment variables, how many ``instances`` (processes, 1 to :data:`MAX_INSTANCES`)
+    and resource ``limits`` per process.
+
+    An ``env`` value ``config:PATH`` is replaced, each time a process starts, by the value
+    at ``PATH`` in the ``micro`` namespace of the runtime's config (secrets included; a
+    value that is not a string is passed as JSON); a missing path keeps the process from
+    starting."""
 
     name: str
     source: str
     version: str = "latest"
     env: dict[str, str] = {}
+    instances: int = 1
+    limits: Limits = Limits()
+
+
+class InstanceStatus(msgspec.Struct):
+    """One process of a service: its ``index`` (0 .. instances-1), the ``version`` it runs
+    (during a rolling update, old and new ones coexist) and the fields of
+    :class:`ServiceStatus` for that process alone."""
+
+    index: int
+    version: str
+    status: Status
+    pid: int | None = None
+    restarts: int = 0
+    uptime: float = 0.0
+    last_exit: int | None = None
+    error: str = ""
 
 
 class ServiceStatus(msgspec.Struct):
     """What runs for one service.
 
-    ``pid``, ``started_at`` (wall-clock time) and ``uptime`` (seconds) describe the current
-    process and are empty when there is none. ``restarts`` counts restarts since the service
-    was created or updated (or since the runtime started). ``last_exit`` is the exit code of
-    the previous process (negative: killed by that signal). ``error`` says why the service is
-    not running, when it is not.
+    ``instances`` lists its processes. The other fields sum them up: ``status`` is
+    ``running`` when every instance runs (otherwise the status of the first one that does
+    not), ``restarts`` the sum of their restarts, ``last_exit`` and ``error`` those of the
+    first instance that has one. ``pid``, ``started_at`` (wall-clock time) and ``uptime``
+    (seconds) describe the first instance's process and are empty when there is none.
+    Restarts count since the service was created or updated (or since the runtime started).
+    ``last_exit`` is the exit code of the previous process (negative: killed by that signal).
+    ``error`` says why the service is not running, when it is not.
     """
 
     name: str
@@ -61,6 +102,7 @@ class ServiceStatus(msgspec.Struct):
     uptime: float = 0.0
     last_exit: int | None = None
     error: str = ""
+    instances: list[InstanceStatus] = []
 
 
 @runtime_checkable
@@ -77,8 +119,9 @@ class Runtime(Protocol):
         ...
 
     async def update(self, spec: ServiceSpec) -> None:
-        """Restart the service ``spec.name`` with a new source, version and env;
-        ``not_found`` if it does not exist."""
+        """Replace the service's processes by ones run from ``spec``, one at a time (a
+        rolling update); ``not_found`` if it does not exist, ``unavailable`` (the old
+        processes kept) if a new one does not come up."""
         ...
 
     async def delete(self, name: str) -> None:

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import IO
 
-__all__ = ["read_log", "rotate", "write_note"]
+__all__ = ["read_log", "read_logs", "rotate", "write_note"]
 
 _BLOCK = 8192
 _MAX_LINE = 64 * 1024  # a longer run of output without a newline is cut into lines
@@ -114,3 +114,42 @@ async def read_log(
     finally:
         if f is not None:
             f.close()
+
+
+async def read_logs(
+    paths: list[Path], lines: int, follow: bool, alive: Callable[[], bool], poll: float = 0.2
+) -> AsyncIterator[str]:
+    """:func:`read_log` of one log; of several (the instances of a service), each line is
+    prefixed with ``[INDEX] ``, its position in ``paths``: without ``follow`` the last
+    ``lines`` lines of each log in turn, with it every new line as it comes from any log."""
+    if len(paths) == 1:
+        async for line in read_log(paths[0], lines, follow, alive, poll):
+            yield line
+        return
+    if not follow:
+        for index, path in enumerate(paths):
+            async for line in read_log(path, lines, False, alive, poll):
+                yield f"[{index}] {line}"
+        return
+    queue: asyncio.Queue[str | None] = asyncio.Queue(1000)
+
+    async def pump(index: int, path: Path) -> None:
+        try:
+            async for line in read_log(path, lines, True, alive, poll):
+                await queue.put(f"[{index}] {line}")
+        finally:
+            await queue.put(None)
+
+    tasks = [asyncio.ensure_future(pump(i, path)) for i, path in enumerate(paths)]
+    try:
+        running = len(tasks)
+        while running:
+            item = await queue.get()
+            if item is None:
+                running -= 1
+            else:
+                yield item
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import IO
 
@@ -25,10 +26,22 @@ LAUNCHER = "micro.runtime.launch"
 
 
 class ServiceRecord(msgspec.Struct, omit_defaults=True):
-    """One service of the desired state, with the pid of its process when one runs."""
+    """One service of the desired state, with the pids of its running processes (during a
+    rolling update, old and new ones) and the sources they run. ``pid`` is only read: the
+    single pid of files written before services had several instances."""
 
     spec: ServiceSpec
+    pids: list[int] = []
+    sources: list[str] = []
     pid: int | None = None
+
+    def all_pids(self) -> list[int]:
+        """Every pid recorded, in either format."""
+        return [*self.pids, *([self.pid] if self.pid is not None else [])]
+
+    def all_sources(self) -> list[str]:
+        """Every source a recorded process may run."""
+        return [self.spec.source, *self.sources]
 
 
 class _State(msgspec.Struct):
@@ -121,37 +134,37 @@ def signal_group(pid: int, sig: int) -> None:
         log.warning("cannot signal process %d: %s", pid, exc)
 
 
-def is_launcher(pid: int, source: str) -> bool:
+def is_launcher(pid: int, sources: Collection[str]) -> bool:
     """True when ``pid`` is alive and runs our launcher on ``source``. Reading the command
     line (rather than only probing the pid) tells a recycled pid and a zombie, whose command
-    line is empty, from a live service."""
+    line is empty, from a live service (running any of ``sources``)."""
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
     args = [arg.decode(errors="replace") for arg in raw.split(b"\0")]
-    return LAUNCHER in args and source in args
+    return LAUNCHER in args and any(source in args for source in sources)
 
 
-async def stop_orphan(pid: int, source: str, timeout: float) -> bool:
+async def stop_orphan(pid: int, sources: Collection[str], timeout: float) -> bool:
     """Stop a service process left running by a server that died without stopping it:
     SIGTERM, up to ``timeout`` seconds of grace, then SIGKILL. True when there was one.
     Only Linux can tell our processes apart (through ``/proc``); elsewhere nothing is done."""
-    if not is_launcher(pid, source):
+    if not is_launcher(pid, sources):
         return False
-    log.warning("runtime: stopping orphaned service process %d (%s)", pid, source)
+    log.warning("runtime: stopping orphaned service process %d (%s)", pid, ", ".join(sources))
     signal_group(pid, signal.SIGTERM)
-    if await _gone(pid, source, timeout):
+    if await _gone(pid, sources, timeout):
         return True
     signal_group(pid, signal.SIGKILL)
-    if not await _gone(pid, source, 5.0):
+    if not await _gone(pid, sources, 5.0):
         log.error("runtime: orphaned service process %d survived SIGKILL", pid)
     return True
 
 
-async def _gone(pid: int, source: str, timeout: float) -> bool:
+async def _gone(pid: int, sources: Collection[str], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
-    while is_launcher(pid, source):
+    while is_launcher(pid, sources):
         if time.monotonic() >= deadline:
             return False
         await asyncio.sleep(0.05)

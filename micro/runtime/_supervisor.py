@@ -7,16 +7,19 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from . import ServiceSpec, ServiceStatus, Status
+import msgspec
+
+from . import InstanceStatus, ServiceSpec, Status
+from ._git import run_dir
 from ._logs import rotate, write_note
 from ._state import LAUNCHER, signal_group
 
-__all__ = ["Options", "Supervisor", "describe_exit"]
+__all__ = ["Hooks", "Options", "SpawnError", "Supervisor", "describe_exit"]
 
 log = logging.getLogger("micro.runtime")
 
@@ -33,20 +36,56 @@ class Options:
     stable_after: float
     stop_timeout: float
     log_max_bytes: int
+    sources_dir: Path | None = None
 
-    def log_path(self, name: str) -> Path:
-        """Where service ``name`` writes its output."""
-        return self.log_dir / f"{name}.log"
+    def run_dir(self, spec: ServiceSpec) -> str:
+        """The directory ``spec`` runs in (its source, or the export of a git source)."""
+        if self.sources_dir is None:
+            return spec.source
+        return run_dir(self.sources_dir, spec.name, spec.source)
+
+    def log_path(self, name: str, index: int = 0) -> Path:
+        """Where instance ``index`` of service ``name`` writes its output: ``NAME.log`` for
+        the first one, ``NAME.INDEX.log`` for the others."""
+        return self.log_dir / (f"{name}.log" if index == 0 else f"{name}.{index}.log")
+
+
+class SpawnError(Exception):
+    """A process cannot be started for a reason of the spec (a missing config path, ...)."""
+
+
+async def _no_env(spec: ServiceSpec) -> dict[str, str]:
+    return dict(spec.env)
+
+
+def _ignore(*args: object) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """How a supervisor talks back to its runtime: ``on_change`` when its process changes
+    (to record the pid), ``emit(supervisor, status, detail)`` on every status change, and
+    ``resolve_env(spec)`` for the environment of a new process and ``python_for(source,
+    log)`` for its interpreter (both may raise SpawnError; no python_for: Options.python)."""
+
+    on_change: Callable[[], None] = _ignore
+    emit: Callable[[Supervisor, str, str], None] = _ignore
+    resolve_env: Callable[[ServiceSpec], Awaitable[dict[str, str]]] = _no_env
+    python_for: Callable[[str, IO[bytes]], Awaitable[str]] | None = None
 
 
 class Supervisor:
-    """Runs one service's process and starts it again whenever it exits (whatever the exit
-    code: services are meant to run until told to stop). ``on_change`` is called when the
-    process changes, so the runtime can record its pid."""
+    """Runs one process (instance ``index``) of a service and starts it again whenever it
+    exits (whatever the exit code: services are meant to run until told to stop)."""
 
-    def __init__(self, spec: ServiceSpec, options: Options, on_change: Callable[[], None]) -> None:
+    def __init__(
+        self, spec: ServiceSpec, options: Options, hooks: Hooks = Hooks(), index: int = 0
+    ) -> None:
         self.spec = spec
         self.options = options
+        self.index = index
+        self.hooks = hooks
         self.status: Status = "starting"
         self.proc: asyncio.subprocess.Process | None = None
         self.started_at: float | None = None
@@ -54,7 +93,6 @@ class Supervisor:
         self.restarts = 0
         self.last_exit: int | None = None
         self.error = ""
-        self._on_change = on_change
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -63,22 +101,24 @@ class Supervisor:
         proc = self.proc
         return proc.pid if proc is not None and proc.returncode is None else None
 
-    def snapshot(self) -> ServiceStatus:
-        """The service's status now."""
+    def snapshot(self) -> InstanceStatus:
+        """The instance's status now."""
         pid = self.pid()
-        spec = self.spec
-        return ServiceStatus(
-            name=spec.name, version=spec.version, source=spec.source, status=self.status,
-            pid=pid, restarts=self.restarts,
-            started_at=self.started_at if pid is not None else None,
+        return InstanceStatus(
+            index=self.index, version=self.spec.version, status=self.status, pid=pid,
+            restarts=self.restarts,
             uptime=time.monotonic() - self.started_mono if pid is not None else 0.0,
             last_exit=self.last_exit, error=self.error,
         )
 
+    def started_wall(self) -> float | None:
+        """When the running process started (wall-clock time), if one runs."""
+        return self.started_at if self.pid() is not None else None
+
     def start(self) -> None:
         """Begin supervising (in a task of the running loop)."""
         self._task = asyncio.get_running_loop().create_task(
-            self._run(), name=f"micro.runtime:{self.spec.name}"
+            self._run(), name=f"micro.runtime:{self.spec.name}@{self.index}"
         )
 
     async def stop(self) -> None:
@@ -96,23 +136,27 @@ class Supervisor:
             while not self._stopping.is_set():
                 try:
                     self.proc = await self._spawn()
-                except OSError as exc:
+                except (OSError, SpawnError) as exc:
                     self.status, self.error = "crashed", f"cannot start: {exc}"
                     self.note(f"{self.error}; retrying in {delay:g} s")
+                    self._emit("crashed", self.error)
                 else:
                     started = self.started_mono = time.monotonic()
                     self.started_at = time.time()
                     self.status, self.error = "running", ""
-                    self._on_change()
+                    self.hooks.on_change()
+                    self._emit("started", "")
                     code = await self._wait(self.proc)
+                    self._emit("exited", describe_exit(code))  # with the pid of self.proc
                     self.proc, self.last_exit = None, code
                     if self._stopping.is_set():
                         break
                     if time.monotonic() - started >= opts.stable_after:
                         delay = opts.backoff_initial
                     self.status, self.error = "backoff", describe_exit(code)
-                    self._on_change()
+                    self.hooks.on_change()
                     self.note(f"{self.error}; restarting in {delay:g} s")
+                    self._emit("restarting", f"in {delay:g} s")
                 try:
                     await asyncio.wait_for(self._stopping.wait(), delay)
                     break
@@ -131,21 +175,35 @@ class Supervisor:
             return
         self.status, self.error = "stopped", ""
         self.note("stopped")
+        self._emit("stopped", "")
+
+    def _emit(self, status: str, detail: str) -> None:
+        try:
+            self.hooks.emit(self, status, detail)
+        except Exception:
+            log.exception("runtime: cannot report the status of %s", self.spec.name)
 
     async def _spawn(self) -> asyncio.subprocess.Process:
         spec, opts = self.spec, self.options
-        main = Path(spec.source) / "main.py"
+        source = opts.run_dir(spec)
+        main = Path(source) / "main.py"
         if not main.is_file():
             raise FileNotFoundError(f"{main} does not exist")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **spec.env}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **await self.hooks.resolve_env(spec)}
+        env.setdefault("MICRO_LOG_FORMAT", "json")  # structured logs (micro.debug.logs)
         env["MICRO_SERVER"] = opts.server
         env["MICRO_SERVICE_NAME"] = spec.name
+        env["MICRO_RUNTIME_INSTANCE"] = str(self.index)
+        env["MICRO_RUNTIME_LIMITS"] = msgspec.json.encode(spec.limits).decode()
         env["MICRO_RUNTIME_PARENT"] = str(os.getpid())  # see launch.py
         out = self._open_log()
         try:
+            python = opts.python
+            if self.hooks.python_for is not None:
+                python = await self.hooks.python_for(source, out)
             return await asyncio.create_subprocess_exec(
-                opts.python, "-m", LAUNCHER, spec.source,
-                cwd=spec.source, env=env, stdin=asyncio.subprocess.DEVNULL,
+                python, "-m", LAUNCHER, source,
+                cwd=source, env=env, stdin=asyncio.subprocess.DEVNULL,
                 stdout=out, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
             )
         finally:
@@ -154,11 +212,11 @@ class Supervisor:
     def _open_log(self) -> IO[bytes]:
         """The service's log, rotated when too big, opened for the process to append to."""
         spec = self.spec
-        path = self.options.log_path(spec.name)
+        path = self.options.log_path(spec.name, self.index)
         rotate(path, self.options.log_max_bytes)
         out = open(path, "ab", buffering=0)  # closed by _spawn
         try:
-            write_note(out, f"starting {spec.name} {spec.version} from {spec.source}")
+            write_note(out, self._tag(f"starting {spec.name} {spec.version} from {spec.source}"))
         except BaseException:
             out.close()
             raise
@@ -192,10 +250,15 @@ class Supervisor:
         """Append a line of the runtime's own to the service's log."""
         name = self.spec.name
         try:
-            with open(self.options.log_path(name), "ab", buffering=0) as out:
-                write_note(out, text)
+            with open(self.options.log_path(name, self.index), "ab", buffering=0) as out:
+                write_note(out, self._tag(text))
         except OSError as exc:
             log.warning("runtime: cannot write the log of %s: %s", name, exc)
+
+    def _tag(self, text: str) -> str:
+        if self.index == 0 and self.spec.instances == 1:
+            return text
+        return f"instance {self.index} ({self.spec.version}): {text}"
 
 
 def describe_exit(code: int) -> str:

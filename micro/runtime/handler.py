@@ -37,7 +37,7 @@ class RuntimeHandler:
         return ReadResponse(await self._backend.read(req.name))
 
     async def update(self, ctx: Context, req: UpdateRequest) -> Empty:
-        """Restart a service from a new spec."""
+        """Replace a service's processes by ones run from a new spec (rolling)."""
         await self._backend.update(req.service)
         return Empty()
 

@@ -10,6 +10,8 @@ Why the runtime does not simply run ``python main.py``:
 * Where that is not enough (other systems, or a service that ignores SIGTERM), the next
   server stops the orphans itself; it recognises them by this module's name in their command
   line, so it never kills an unrelated process that reused a recorded pid.
+* Resource limits (``MICRO_RUNTIME_LIMITS``, the JSON of ``ServiceSpec.limits``) are set
+  with ``setrlimit`` here, in the service's own process, before ``main.py`` runs.
 * ``main.py`` should import its sibling modules, so the source directory goes first on
   ``sys.path``, and it runs as ``__main__`` so its ``if __name__ == "__main__"`` block runs.
 """
@@ -17,6 +19,7 @@ Why the runtime does not simply run ``python main.py``:
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import runpy
 import signal
@@ -45,12 +48,35 @@ def die_with_parent() -> None:
         sys.exit("micro runtime: the runtime exited before this service started")
 
 
+def apply_limits(raw: str) -> None:
+    """Set ``RLIMIT_AS`` (``memory_mb``) and ``RLIMIT_NOFILE`` (``open_files``) from the JSON
+    the runtime passes; a limit can only be lowered, never raised above the hard one."""
+    if not raw:
+        return
+    import resource
+
+    limits = json.loads(raw)
+    wanted = [
+        (resource.RLIMIT_AS, limits.get("memory_mb"), 1024 * 1024, "memory_mb"),
+        (resource.RLIMIT_NOFILE, limits.get("open_files"), 1, "open_files"),
+    ]
+    for which, value, unit, name in wanted:
+        if value is None:
+            continue
+        _, hard = resource.getrlimit(which)
+        soft = value * unit
+        if hard != resource.RLIM_INFINITY and soft > hard:
+            sys.exit(f"micro runtime: limits.{name}={value} is above the hard limit")
+        resource.setrlimit(which, (soft, soft))
+
+
 def main(argv: list[str]) -> None:
     """Run ``<source>/main.py`` as the program ``__main__``."""
     if len(argv) != 2:
         sys.exit("usage: python -m micro.runtime.launch <source directory>")
     source = os.path.abspath(argv[1])
     die_with_parent()
+    apply_limits(os.environ.pop("MICRO_RUNTIME_LIMITS", ""))
     os.chdir(source)
     if sys.path[0] != source:
         sys.path.insert(0, source)

@@ -29,7 +29,7 @@ class CreateRequest(msgspec.Struct):
 
 
 class UpdateRequest(msgspec.Struct):
-    """Restart an existing service from a new spec."""
+    """Replace an existing service's processes, one at a time, by ones from a new spec."""
 
     service: ServiceSpec
 

@@ -26,13 +26,19 @@ class RpcRuntime:
     """Talks to the runtime service at ``address`` (``host:port`` of ``micro server``).
 
     ``timeout`` bounds each call; the default leaves room for the server to stop a process
-    that takes its full grace period (10 s) before it is killed."""
+    that takes its full grace period (10 s) before it is killed. ``update_timeout`` bounds
+    an update, which replaces the instances one at a time (each may take the server's own
+    update timeout, 30 s by default, to come up)."""
 
-    def __init__(self, address: str, client: Client | None = None, timeout: float = 30.0) -> None:
+    def __init__(
+        self, address: str, client: Client | None = None, timeout: float = 30.0,
+        update_timeout: float = 600.0,
+    ) -> None:
         self.address = address
         self._client = client or Client()
         self._owns_client = client is None
         self._timeout = timeout
+        self._update_timeout = update_timeout
 
     async def create(self, spec: ServiceSpec) -> None:
         """Run a new service."""
@@ -50,10 +56,10 @@ class RpcRuntime:
         return resp.services
 
     async def update(self, spec: ServiceSpec) -> None:
-        """Restart a service from a new spec."""
+        """Replace a service's processes, one at a time, by ones run from a new spec."""
         await self._client.call(
             SERVICE, "Runtime.Update", UpdateRequest(spec),
-            address=self.address, timeout=self._timeout, response_type=Empty,
+            address=self.address, timeout=self._update_timeout, response_type=Empty,
         )
 
     async def delete(self, name: str) -> None:

@@ -125,7 +125,13 @@ class MicroServer:
             from ..runtime.handler import RuntimeHandler
             from ..runtime.local import LocalRuntime
 
-            self.runtime = LocalRuntime(self.options.data_dir, server=self.rpc.address)
+            self.runtime = LocalRuntime(
+                self.options.data_dir,
+                server=self.rpc.address,
+                registry=self.registry,
+                events=self.events,
+                config=self.config,
+            )
             self.services.append(self._core("runtime", RuntimeHandler(self.runtime), "Runtime"))
         if self.options.gateway is not None:
             self.gateway = Gateway(self.client, self.options.gateway)

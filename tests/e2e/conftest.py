@@ -144,6 +144,9 @@ def _runtime_pids(data: Path) -> list[int]:
     items = doc.get("services", doc) if isinstance(doc, dict) else doc
     pids = []
     for item in items if isinstance(items, list) else items.values():
-        if isinstance(item, dict) and isinstance(item.get("pid"), int):
+        if not isinstance(item, dict):
+            continue
+        if isinstance(item.get("pid"), int):  # the format before several instances
             pids.append(item["pid"])
+        pids.extend(pid for pid in item.get("pids", []) if isinstance(pid, int))
     return pids

@@ -24,10 +24,11 @@ WAIT = 15.0  # overall deadline of any wait in these tests
 def make_runtime(data_dir: Path, **options: Any) -> LocalRuntime:
     """A runtime with quick restarts, for tests."""
     settings: dict[str, Any] = {
-        "backoff_initial": 0.1, "backoff_max": 0.4, "stable_after": 5.0, "stop_timeout": 3.0,
+        "server": "127.0.0.1:18081", "backoff_initial": 0.1, "backoff_max": 0.4,
+        "stable_after": 5.0, "stop_timeout": 3.0,
     }
     settings.update(options)
-    return LocalRuntime(data_dir, server="127.0.0.1:18081", **settings)
+    return LocalRuntime(data_dir, **settings)
 
 
 def write_source(root: Path, name: str, code: str) -> Path:

@@ -72,10 +72,10 @@ async def test_close_keeps_the_desired_state_for_the_next_runtime(
         await first.create(ServiceSpec("also", source))
         pids = [(await wait_status(first, n)).pid for n in ("keep", "also")]
         # sorted by name, with the pids of the running processes
-        assert [r.get("pid") for r in _saved(data_dir)] == pids[::-1]
+        assert [r.get("pids") for r in _saved(data_dir)] == [[pid] for pid in pids[::-1]]
     assert not any(alive(pid or 0) for pid in pids)
     assert [r["spec"]["name"] for r in _saved(data_dir)] == ["also", "keep"]
-    assert all("pid" not in r for r in _saved(data_dir))
+    assert all("pids" not in r and "pid" not in r for r in _saved(data_dir))
 
     async with make_runtime(data_dir) as second:
         st = await wait_status(second, "keep")
