@@ -15,6 +15,7 @@ import functools
 import logging
 from collections.abc import Callable
 
+from ..context import current_context
 from ..errors import MicroError, unavailable
 from . import Ack, Start
 from ._consumer import LocalConsumer
@@ -135,7 +136,12 @@ class LogEngine(History):
             if entry is None:
                 return Ack(topic, seq, duplicate=True)
         stamp = None if deliver_at is None else float(deliver_at)
-        record = Record(0, 0.0, body, dict(metadata), key, stamp, message_id)
+        stored_metadata = dict(metadata)
+        ctx = current_context()
+        if ctx is not None and "traceparent" in ctx.metadata:
+            # published while handling a traced call: the event carries the trace on
+            stored_metadata.setdefault("traceparent", ctx.metadata["traceparent"])
+        record = Record(0, 0.0, body, stored_metadata, key, stamp, message_id)
         future = self._append(state, record)
         if entry is not None:
             future.add_done_callback(functools.partial(self._deduped, state, message_id, entry))

@@ -166,8 +166,8 @@ async def test_gateway_span_is_the_root_when_the_gateway_records_one(
 
 
 async def test_trace_through_the_http_gateway(micro_server: MicroServer, pair: Pair) -> None:
-    """Whichever the gateway does: without forwarding ``traceparent`` alpha starts the trace;
-    forwarding it, alpha (or the gateway's own span, when it records one) continues it."""
+    """The gateway continues the request's ``traceparent`` with a span of its own, the root
+    of gateway -> alpha -> beta."""
     assert micro_server.gateway is not None
     trace_id, edge = new_trace_id(), new_span_id()
     headers = {"traceparent": format_traceparent(trace_id, edge)}
@@ -180,15 +180,10 @@ async def test_trace_through_the_http_gateway(micro_server: MicroServer, pair: P
     (alpha,) = pair.alpha.recorder.recent(1)
     tree = await collect_trace(micro_server.client, micro_server.registry, alpha.trace_id)
     (root,) = tree.roots
-    if root.span.service == "gateway":  # the gateway records spans
-        assert alpha.trace_id == trace_id and root.span.parent_id == edge
-        assert root.span.endpoint == "POST /alpha/hop" and tree.spans == 3
-        (chain,) = root.children
-        assert chain.span.parent_id == root.span.span_id
-    else:
-        assert root.span.parent_id in ("", edge)
-        assert (alpha.trace_id == trace_id) == (root.span.parent_id == edge)
-        chain = root
+    assert root.span.service == "gateway" and root.span.endpoint == "POST /alpha/hop"
+    assert alpha.trace_id == trace_id and root.span.parent_id == edge and tree.spans == 3
+    (chain,) = root.children
+    assert chain.span.parent_id == root.span.span_id
     assert chain.span.span_id == alpha.span_id and chain.span.endpoint == "Alpha.Hop"
     (beta,) = chain.children
     assert beta.span.service == "beta" and beta.span.parent_id == alpha.span_id

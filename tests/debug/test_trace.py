@@ -162,3 +162,19 @@ def test_otlp_export_is_off_without_the_variable_and_unavailable_without_the_sdk
         assert otel.exporter_from_env("B", env=env) is None
     warnings = [r for r in caplog.records if "OpenTelemetry export is unavailable" in r.message]
     assert len(warnings) == 1  # logged once per process
+
+
+async def test_events_published_in_a_traced_call_carry_the_trace() -> None:
+    from micro.context import _current
+    from micro.events.memory import MemoryEvents
+
+    events = MemoryEvents()
+    token = _current.set(Context({"traceparent": VALID}, service="A", endpoint="H.Do"))
+    try:
+        await events.publish("orders", b"1")
+    finally:
+        _current.reset(token)
+    await events.publish("orders", b"2")  # outside any call: no trace
+    first, second = await events.read("orders")
+    assert first.metadata == {"traceparent": VALID} and second.metadata == {}
+    await events.close()
