@@ -193,6 +193,7 @@ class Supervisor:
         env.setdefault("MICRO_LOG_FORMAT", "json")  # structured logs (micro.debug.logs)
         env["MICRO_SERVER"] = opts.server
         env["MICRO_SERVICE_NAME"] = spec.name
+        env["MICRO_SERVICE_VERSION"] = spec.version
         env["MICRO_RUNTIME_INSTANCE"] = str(self.index)
         env["MICRO_RUNTIME_LIMITS"] = msgspec.json.encode(spec.limits).decode()
         env["MICRO_RUNTIME_PARENT"] = str(os.getpid())  # see launch.py

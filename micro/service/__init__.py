@@ -53,7 +53,7 @@ class Service:
     def __init__(
         self,
         name: str,
-        version: str = "latest",
+        version: str | None = None,
         metadata: dict[str, str] | None = None,
         *,
         registry: Registry | None = None,
@@ -76,7 +76,8 @@ class Service:
                 "starting with a letter or digit"
             )
         self.name = name
-        self.version = version
+        # the runtime says which version it started (micro run/update --version)
+        self.version = version or os.environ.get("MICRO_SERVICE_VERSION") or "latest"
         self.metadata = dict(metadata or {})
         self._settings = settings
         given = {
