@@ -3,6 +3,7 @@ reads the log (history, start positions) or trims it (retention)."""
 
 from __future__ import annotations
 
+import abc
 import asyncio
 from collections.abc import Callable
 
@@ -14,7 +15,7 @@ from ._options import ID, Options, check_limit, check_name, check_retention, che
 __all__ = ["History"]
 
 
-class History:
+class History(abc.ABC):
     """Topics and their stored records. :class:`~micro.events._engine.LogEngine` adds
     publishing and consuming; backends fill in the storage hooks."""
 
@@ -23,9 +24,10 @@ class History:
         self.options = options
         self._topics: dict[str, TopicState] = {}
 
+    @abc.abstractmethod
     async def _ready(self) -> None:
         """Open the backend if it is not yet (the engine's life cycle)."""
-        raise NotImplementedError
+        ...
 
     # -- topics and history ----------------------------------------------------------------
 
@@ -153,34 +155,41 @@ class History:
 
     # -- storage hooks -------------------------------------------------------------------
 
+    @abc.abstractmethod
     def _new_tail(self) -> Tail:
         """The tail of a new topic."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     async def _open(self) -> None:
         """Open storage and load topics and groups into :attr:`_topics`."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def _write(self, state: TopicState, record: Record) -> asyncio.Future[Record]:
         """Store ``record`` (assigning its sequence); the future resolves once it is durable
         and :meth:`_committed` has seen it."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     async def _load(self, state: TopicState, seq: int, limit: int) -> list[Record]:
         """Up to ``limit`` stored records from ``seq`` on, from storage."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     async def _seq_at_stored(self, state: TopicState, ts: float) -> int | None:
         """The first stored sequence stamped at or after ``ts``."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     async def _bytes_through_stored(self, state: TopicState, excess: int) -> int | None:
         """The smallest sequence whose bodies, from the oldest, add up to ``excess``."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     async def _delete_through(self, state: TopicState, through: int) -> tuple[int, int]:
         """Remove records up to ``through``; return how many and their body bytes."""
-        raise NotImplementedError
+        ...
 
     def _persist_topic(self, topic: str) -> None:
         """Record that ``topic`` exists."""

@@ -11,6 +11,7 @@ sequences it had given out, so the log never has gaps.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import logging
 import queue
@@ -37,14 +38,15 @@ MAX_BATCH_BYTES = 16 * 1024 * 1024
 _retention_encoder = msgspec.json.Encoder()
 
 
-class Op:
+class Op(abc.ABC):
     """One write. :meth:`run` executes in the writer thread; :meth:`finish` on the loop."""
 
     size = 0
 
+    @abc.abstractmethod
     def run(self, conn: sqlite3.Connection, writer: Writer) -> Any:
         """Execute inside the batch's transaction; return the outcome."""
-        raise NotImplementedError
+        ...
 
     def finish(self, result: Any, error: BaseException | None) -> None:
         """On the loop, after the batch committed (``error`` None) or failed."""
@@ -107,8 +109,14 @@ class Append(Op):
             "INSERT INTO events (topic, seq, ts, deliver_at, key, message_id, metadata, body) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                name, seq, record.ts, record.deliver_at, record.key, record.message_id,
-                encode_metadata(record.metadata), record.body,
+                name,
+                seq,
+                record.ts,
+                record.deliver_at,
+                record.key,
+                record.message_id,
+                encode_metadata(record.metadata),
+                record.body,
             ),
         )
         writer.appended(name, seq, len(record.body))

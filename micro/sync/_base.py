@@ -4,6 +4,7 @@ atomically against their tables."""
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import time
 import uuid
@@ -25,7 +26,7 @@ def election_lock(election: str) -> str:
     return "election/" + logic.check_name("election", election)
 
 
-class LocalSync:
+class LocalSync(abc.ABC):
     """A :class:`~micro.sync.Sync` over tables this process owns."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
@@ -33,8 +34,8 @@ class LocalSync:
         self._changed = asyncio.Event()  # set (and replaced) on every lock change
         self._ending = False  # observe() streams end (end_observers / close)
 
-    async def _run(self, fn: Callable[[Tables], T]) -> T:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def _run(self, fn: Callable[[Tables], T]) -> T: ...
 
     def _notify(self) -> None:
         self._changed.set()

@@ -12,6 +12,7 @@ Unix epoch, so every replica agrees on them.
 
 from __future__ import annotations
 
+import abc
 import calendar
 import math
 import re
@@ -45,18 +46,20 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _SEARCH_DAYS = 366 * 8 + 2  # a Feb 29 recurs within 8 years
 
 
-class Schedule:
+class Schedule(abc.ABC):
     """When a job is due: ticks in seconds since the epoch."""
 
     expression: str
 
+    @abc.abstractmethod
     def prev(self, t: float) -> float:
         """The latest tick at or before ``t``."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def next(self, t: float) -> float:
         """The earliest tick after ``t``."""
-        raise NotImplementedError
+        ...
 
 
 class EverySchedule(Schedule):

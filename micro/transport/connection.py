@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import logging
 
@@ -12,7 +13,7 @@ __all__ = ["FramedProtocol"]
 log = logging.getLogger("micro.transport")
 
 
-class FramedProtocol(asyncio.Protocol):
+class FramedProtocol(asyncio.Protocol, metaclass=abc.ABCMeta):
     """An ``asyncio.Protocol`` that speaks frames.
 
     Frames sent while the protocol is handling received data, or within one turn of the
@@ -114,13 +115,15 @@ class FramedProtocol(asyncio.Protocol):
             self._dispatching = False
         self.flush()
 
+    @abc.abstractmethod
     def frames_received(self, frames: list[Frame]) -> None:
         """Handle complete frames, in order."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def oversized_frame(self, call_id: int, size: int) -> None:
         """A frame over the size limit was skipped."""
-        raise NotImplementedError
+        ...
 
     def protocol_violation(self, reason: str) -> None:
         """The peer sent garbage: log it and close this connection (only this one)."""
