@@ -77,7 +77,9 @@ LOCAL = Profile(
     },
 )
 
-PROFILES: dict[str, Profile] = {"local": LOCAL}
+# In the cluster profile services still reach the blocks through micro server(s); the
+# servers keep the data on PostgreSQL, NATS and etcd (micro/server/backends.py).
+PROFILES: dict[str, Profile] = {"local": LOCAL, "cluster": Profile("cluster", LOCAL.factories)}
 
 
 def profile_named(name: str) -> Profile:

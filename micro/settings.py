@@ -52,5 +52,5 @@ class Settings:
                 raise ValueError(f"MICRO_{name.upper()}={value!r} is not host:port")
         if not self.namespace.replace("-", "").replace("_", "").isalnum():
             raise ValueError(f"MICRO_NAMESPACE={self.namespace!r}: use letters, digits, - and _")
-        if self.profile not in ("local",):
-            raise ValueError(f"MICRO_PROFILE={self.profile!r} is unknown (known: local)")
+        if self.profile not in ("local", "cluster"):
+            raise ValueError(f"MICRO_PROFILE={self.profile!r} is unknown (known: local, cluster)")

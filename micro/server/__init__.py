@@ -25,13 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from ..broker.handler import BrokerHandler
-from ..broker.memory import MemoryBroker
 from ..client import Client
 from ..config.handler import ConfigHandler
-from ..config.keys import load_key
-from ..config.sqlite import SqliteConfig
 from ..events.handler import EventsHandler
-from ..events.sqlite import SqliteEvents
 from ..gateway import Gateway
 from ..monitor.handler import MonitorHandler
 from ..monitor.monitor import Monitor
@@ -41,11 +37,10 @@ from ..service import Service
 from ..service.process import serve_until_signal
 from ..settings import Settings
 from ..store.handler import StoreHandler
-from ..store.sqlite import SqliteStore
 from ..sync.handler import SyncHandler
-from ..sync.sqlite import SqliteSync
 from ..transport.client import split_address
 from ..transport.server import Router, RpcServer
+from .backends import open_backends
 
 __all__ = ["MicroServer", "ServerOptions"]
 
@@ -61,6 +56,7 @@ class ServerOptions:
     data_dir: Path = field(default_factory=lambda: Settings.from_env().data_dir)
     runtime: bool = True  # supervise services started with `micro run`
     reap_interval: float = 1.0
+    profile: str = field(default_factory=lambda: Settings.from_env().profile)  # local|cluster
 
 
 class MicroServer:
@@ -68,13 +64,15 @@ class MicroServer:
 
     def __init__(self, options: ServerOptions | None = None) -> None:
         self.options = options or ServerOptions()
-        self.registry = MemoryRegistry()
-        self.broker = MemoryBroker()
-        self.store: SqliteStore | None = None
-        self.config: SqliteConfig | None = None
-        self.events: SqliteEvents | None = None
+        self.options.data_dir.mkdir(parents=True, exist_ok=True)
+        self.backends = open_backends(self.options.profile, self.options.data_dir)
+        self.registry = self.backends.registry
+        self.broker = self.backends.broker
+        self.store = self.backends.store
+        self.config = self.backends.config
+        self.events = self.backends.events
+        self.sync = self.backends.sync
         self.monitor: Monitor | None = None
-        self.sync: SqliteSync | None = None
         self.router = Router()
         self.rpc = RpcServer(self.router)
         self.client = Client(self.registry)
@@ -98,27 +96,22 @@ class MicroServer:
 
     async def start(self) -> None:
         """Listen, start the core services and the gateway, bring back supervised services."""
-        self.options.data_dir.mkdir(parents=True, exist_ok=True)
         host, port = split_address(self.options.address)
         await self.rpc.start(host, port)
-        self._reaper = asyncio.get_running_loop().create_task(
-            self.registry.run_reaper(self.options.reap_interval)
-        )
-        self.services.append(self._core("registry", RegistryHandler(self.registry), "Registry"))
-        self.services.append(self._core("broker", BrokerHandler(self.broker), "Broker"))
-        data = self.options.data_dir
-        self.store = SqliteStore(data / "store.db")
-        await self.store.start()
-        self.services.append(self._core("store", StoreHandler(self.store), "Store"))
-        self.config = SqliteConfig(data / "config.db", load_key(data))
-        await self.config.start()
-        self.services.append(self._core("config", ConfigHandler(self.config), "Config"))
-        self.events = SqliteEvents(data / "events.db")
-        await self.events.start()
-        self.services.append(self._core("events", EventsHandler(self.events), "Events"))
-        self.sync = SqliteSync(data / "sync.db")
-        await self.sync.start()
-        self.services.append(self._core("sync", SyncHandler(self.sync), "Sync"))
+        await self.backends.start()
+        if isinstance(self.registry, MemoryRegistry):  # etcd expires nodes by itself
+            self._reaper = asyncio.get_running_loop().create_task(
+                self.registry.run_reaper(self.options.reap_interval)
+            )
+        for name, handler in (
+            ("registry", RegistryHandler(self.registry)),
+            ("broker", BrokerHandler(self.broker)),
+            ("store", StoreHandler(self.store)),
+            ("config", ConfigHandler(self.config)),
+            ("events", EventsHandler(self.events)),
+            ("sync", SyncHandler(self.sync)),
+        ):
+            self.services.append(self._core(name, handler, name.capitalize()))
         self.monitor = Monitor(self.registry, self.client, self.events, self.store)
         self.services.append(self._core("monitor", MonitorHandler(self.monitor), "Monitor"))
         if self.options.runtime:
@@ -160,21 +153,13 @@ class MicroServer:
         if self.gateway is not None:
             await self.gateway.stop()
         await self.broker.close()  # ends open Subscribe streams now, not after the grace
-        if self.sync is not None:
-            self.sync.end_observers()  # likewise for election Observe streams
+        self.backends.end_streams()  # likewise for election Observe streams
         self.rpc.draining = True
         for svc in reversed(self.services):
             await svc.stop()
         self.services.clear()
         await self.rpc.stop(grace=5.0)
-        if self.store is not None:
-            await self.store.close()
-        if self.config is not None:
-            await self.config.close()
-        if self.events is not None:
-            await self.events.close()
-        if self.sync is not None:
-            await self.sync.close()
+        await self.backends.close()
         if self._reaper is not None:
             self._reaper.cancel()
             self._reaper = None
