@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import json
 import logging
 from collections.abc import Callable
@@ -25,7 +26,7 @@ __all__ = ["GroupsMixin"]
 _log = logging.getLogger(__name__)
 
 
-class GroupsMixin:
+class GroupsMixin(abc.ABC):
     """``consume`` and dead-lettering of :class:`~micro.events.nats.NatsEvents`."""
 
     names: StreamNames
@@ -34,15 +35,16 @@ class GroupsMixin:
     _groups: dict[tuple[str, str], Group]
     _advisories: dict[tuple[str, str], NatsSub]
 
-    async def _jetstream(self) -> JetStreamContext:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def _jetstream(self) -> JetStreamContext: ...
 
-    async def _topic(self, topic: str, *, create: bool) -> TopicCache:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def _topic(self, topic: str, *, create: bool) -> TopicCache: ...
 
-    async def _start_seq(self, stream: str, start: Start, first: int, last: int) -> int:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def _start_seq(self, stream: str, start: Start, first: int, last: int) -> int: ...
 
+    @abc.abstractmethod
     async def publish(
         self,
         topic: str,
@@ -52,8 +54,7 @@ class GroupsMixin:
         key: str | None = None,
         message_id: str | None = None,
         deliver_at: float | None = None,
-    ) -> Ack:
-        raise NotImplementedError
+    ) -> Ack: ...
 
     async def consume(
         self,

@@ -8,6 +8,7 @@ prefix with ``purge_stream(seq=...)``.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import logging
 from collections.abc import Callable
@@ -27,23 +28,23 @@ _log = logging.getLogger(__name__)
 _AGE, _EVENTS, _BYTES = "micro.max_age", "micro.max_events", "micro.max_bytes"
 
 
-class RetentionMixin:
+class RetentionMixin(abc.ABC):
     """``retention``, ``purge`` and the background purge of :class:`NatsEvents`."""
 
     options: Options
     names: StreamNames
     _clock: Callable[[], float]
 
-    async def _jetstream(self) -> JetStreamContext:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def _jetstream(self) -> JetStreamContext: ...
 
-    async def _topic(self, topic: str, *, create: bool) -> TopicCache:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def _topic(self, topic: str, *, create: bool) -> TopicCache: ...
 
+    @abc.abstractmethod
     async def _info(
         self, topic: str, stream: str, state: api.StreamState, meta: dict[str, str]
-    ) -> TopicInfo:
-        raise NotImplementedError
+    ) -> TopicInfo: ...
 
     def _retention_of(self, meta: dict[str, str]) -> Retention:
         if not any(k in meta for k in (_AGE, _EVENTS, _BYTES)):
