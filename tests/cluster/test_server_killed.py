@@ -35,15 +35,24 @@ def _start(env: dict[str, str], data: Path) -> tuple[subprocess.Popen[bytes], st
 
 
 async def _up(address: str) -> None:
-    for _ in range(300):
-        registry = RpcRegistry(address)
-        try:
-            await registry.list_services()
-            return
-        except MicroError:
-            await asyncio.sleep(0.1)
-        finally:
-            await registry.close()
+    """Wait (bounded) until the server answers and its engines take a write and a publish."""
+    from micro.events.rpc import RpcEvents
+    from micro.store.rpc import RpcStore
+
+    registry, store, events = RpcRegistry(address), RpcStore(address), RpcEvents(address)
+    try:
+        for _ in range(300):
+            try:
+                await registry.list_services()
+                await store.write("warmup", "t", "k", b"v")
+                await events.publish("warmup.events", b"v")
+                return
+            except MicroError:
+                await asyncio.sleep(0.1)
+    finally:
+        await registry.close()
+        await store.close()
+        await events.close()
     raise AssertionError(f"server at {address} did not come up")
 
 
