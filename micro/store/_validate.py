@@ -89,6 +89,22 @@ def check_page(limit: int | None, offset: int, order: str) -> None:
         raise bad_request(ID, f"order must be 'asc' or 'desc', got {order!r}")
 
 
+def check_listing(
+    database: str,
+    table: str,
+    prefix: str,
+    suffix: str,
+    limit: int | None,
+    offset: int,
+    order: str,
+) -> None:
+    """Validate the arguments of ``list_keys``."""
+    check_table(database, table)
+    check_pattern(prefix, "prefix")
+    check_pattern(suffix, "suffix")
+    check_page(limit, offset, order)
+
+
 def to_bytes(value: object, field: str = "value") -> bytes:
     """``value`` as bytes; anything but bytes-like is refused."""
     if isinstance(value, bytes):
@@ -151,5 +167,3 @@ def check_ops(ops: Sequence[Op], max_value: int) -> None:
             check_key(op.key, f"{where}key")
         else:
             raise bad_request(ID, f"ops[{i}] must be a WriteOp or DeleteOp, not {op!r}")
-
-

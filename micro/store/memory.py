@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from ..errors import MicroError, not_found
 from . import DEFAULT_MAX_VALUE, Op, Order, Record, WriteOp
+from ._purge import purge_forever
 from ._rules import (
     check_condition,
     copy_record,
@@ -23,6 +24,7 @@ from ._validate import (
     ID,
     check_key,
     check_keys,
+    check_listing,
     check_name,
     check_ops,
     check_page,
@@ -160,10 +162,7 @@ class MemoryStore:
         order: Order = "asc",
     ) -> list[str]:
         """Keys of live records with ``prefix`` and ``suffix``."""
-        check_table(database, table)
-        check_pattern(prefix, "prefix")
-        check_pattern(suffix, "suffix")
-        check_page(limit, offset, order)
+        check_listing(database, table, prefix, suffix, limit, offset, order)
         found = self._tables.get((database, table))
         if found is None:
             return []
@@ -208,9 +207,7 @@ class MemoryStore:
         self._tables.setdefault((database, table), _Table()).put(record)
         return copy_record(record)
 
-    async def delete(
-        self, database: str, table: str, key: str, *, etag: str | None = None
-    ) -> None:
+    async def delete(self, database: str, table: str, key: str, *, etag: str | None = None) -> None:
         """Remove ``key``; with ``etag`` only if it still matches."""
         check_table(database, table)
         check_key(key)
@@ -279,14 +276,9 @@ class MemoryStore:
     async def start(self) -> None:
         """Purge expired records every ``purge_interval`` seconds until :meth:`close`."""
         if self._purger is None and self.purge_interval > 0:
-            self._purger = asyncio.get_running_loop().create_task(self._purge_forever())
-
-    async def _purge_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.purge_interval)
-            dropped = await self.purge()
-            if dropped:
-                log.debug("store: purged %d expired records", dropped)
+            self._purger = asyncio.get_running_loop().create_task(
+                purge_forever(self.purge, self.purge_interval)
+            )
 
     async def close(self) -> None:
         """Stop the purge task (the records stay until the store is dropped)."""

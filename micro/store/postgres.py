@@ -29,10 +29,12 @@ from . import DEFAULT_MAX_VALUE, DeleteOp, Op, Order, Record, WriteOp
 from . import _pgsql as sql
 from ._pgpool import LOST, PostgresSettings, close_pool, open_pool
 from ._pgwrite import apply_ops
+from ._purge import purge_forever
 from ._validate import (
     ID,
     check_key,
     check_keys,
+    check_listing,
     check_name,
     check_ops,
     check_page,
@@ -45,6 +47,7 @@ from ._validate import (
 __all__ = ["PostgresSettings", "PostgresStore"]
 
 log = logging.getLogger("micro.store")
+
 
 class PostgresStore:
     """Records in the PostgreSQL database of ``dsn``."""
@@ -61,9 +64,7 @@ class PostgresStore:
         connect_timeout: float = 5.0,
         command_timeout: float = 30.0,
     ) -> None:
-        self.settings = PostgresSettings(
-            dsn, pool_min, pool_max, connect_timeout, command_timeout
-        )
+        self.settings = PostgresSettings(dsn, pool_min, pool_max, connect_timeout, command_timeout)
         self._clock = clock
         self.max_value = max_value
         self.purge_interval = purge_interval
@@ -78,7 +79,9 @@ class PostgresStore:
         """Open the pool, apply the migrations, start the purge task."""
         await self._ready()
         if self._purger is None and self.purge_interval > 0:
-            self._purger = asyncio.get_running_loop().create_task(self._purge_forever())
+            self._purger = asyncio.get_running_loop().create_task(
+                purge_forever(self.purge, self.purge_interval)
+            )
 
     async def _ready(self) -> asyncpg.Pool:
         if self._closed:
@@ -125,17 +128,6 @@ class PostgresStore:
             )
         return int(status.rsplit(" ", 1)[-1])
 
-    async def _purge_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.purge_interval)
-            try:
-                dropped = await self.purge()
-            except MicroError as err:
-                log.warning("store: purging expired records failed: %s", err.detail)
-            else:
-                if dropped:
-                    log.debug("store: purged %d expired records", dropped)
-
     # -- reads ---------------------------------------------------------------------------------
 
     async def read(
@@ -160,15 +152,25 @@ class PostgresStore:
                 row = await conn.fetchrow(
                     f"SELECT {sql.COLUMNS} FROM {sql.TABLE} WHERE database = $1 AND tbl = $2 "
                     f"AND {sql.LIVE} AND key = $4",
-                    database, table, now, key,
+                    database,
+                    table,
+                    now,
+                    key,
                 )
             if row is None:
                 raise not_found(ID, f"key {key!r} not found in {database}/{table}")
             return [sql.record(row)]
         check_pattern(key, "key")
         query, args = sql.scan(
-            sql.COLUMNS, database, table, key if prefix else "", key if suffix else "",
-            order, limit, offset, now,
+            sql.COLUMNS,
+            database,
+            table,
+            key if prefix else "",
+            key if suffix else "",
+            order,
+            limit,
+            offset,
+            now,
         )
         async with self._conn() as conn:
             rows = await conn.fetch(query, *args)
@@ -184,11 +186,17 @@ class PostgresStore:
             rows = await conn.fetch(
                 f"SELECT {sql.COLUMNS} FROM {sql.TABLE} WHERE database = $1 AND tbl = $2 "
                 f"AND {sql.LIVE} AND key = ANY($4::text[])",
-                database, table, self._clock(), list(keys),
+                database,
+                table,
+                self._clock(),
+                list(keys),
             )
         found = {row["key"]: sql.record(row) for row in rows}
-        return [Record(r.key, r.value, dict(r.metadata), r.expiry, r.etag)
-                for key in keys if (r := found.get(key)) is not None]
+        return [
+            Record(r.key, r.value, dict(r.metadata), r.expiry, r.etag)
+            for key in keys
+            if (r := found.get(key)) is not None
+        ]
 
     async def list_keys(
         self,
@@ -202,10 +210,7 @@ class PostgresStore:
         order: Order = "asc",
     ) -> list[str]:
         """Keys of live records with ``prefix`` and ``suffix``."""
-        check_table(database, table)
-        check_pattern(prefix, "prefix")
-        check_pattern(suffix, "suffix")
-        check_page(limit, offset, order)
+        check_listing(database, table, prefix, suffix, limit, offset, order)
         query, args = sql.scan(
             "key", database, table, prefix, suffix, order, limit, offset, self._clock()
         )
@@ -230,7 +235,8 @@ class PostgresStore:
             rows = await conn.fetch(
                 f"SELECT DISTINCT tbl FROM {sql.TABLE} WHERE database = $1 "
                 "AND (expiry IS NULL OR expiry > $2) ORDER BY tbl",
-                database, self._clock(),
+                database,
+                self._clock(),
             )
         return [row["tbl"] for row in rows]
 
@@ -257,9 +263,7 @@ class PostgresStore:
             (written,) = await apply_ops(conn, database, table, [op], self._clock(), single=True)
         return written
 
-    async def delete(
-        self, database: str, table: str, key: str, *, etag: str | None = None
-    ) -> None:
+    async def delete(self, database: str, table: str, key: str, *, etag: str | None = None) -> None:
         """Remove ``key``; with ``etag`` only if it still matches."""
         check_table(database, table)
         check_key(key)

@@ -29,11 +29,13 @@ from . import DEFAULT_MAX_VALUE, Op, Order, Record, WriteOp
 from . import _sql as sql
 from ._cache import MISS, RecordCache
 from ._engine import Engine
+from ._purge import purge_forever
 from ._rules import copy_record, expiry_of, is_live
 from ._validate import (
     ID,
     check_key,
     check_keys,
+    check_listing,
     check_name,
     check_ops,
     check_page,
@@ -93,7 +95,9 @@ class SqliteStore:
         if not self._open:
             self._open = True
             if self.purge_interval > 0:
-                self._purger = asyncio.get_running_loop().create_task(self._purge_forever())
+                self._purger = asyncio.get_running_loop().create_task(
+                    purge_forever(self.purge, self.purge_interval)
+                )
 
     async def _ready(self) -> Engine:
         if not self._open:
@@ -126,17 +130,6 @@ class SqliteStore:
             total += dropped
             if dropped < _PURGE_CHUNK:
                 return total
-
-    async def _purge_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.purge_interval)
-            try:
-                dropped = await self.purge()
-            except MicroError as err:
-                log.warning("store: purging expired records failed: %s", err.detail)
-            else:
-                if dropped:
-                    log.debug("store: purged %d expired records", dropped)
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -173,10 +166,19 @@ class SqliteStore:
         check_page(limit, offset, order)
         check_pattern(key, "key")
         engine = await self._ready()
-        records: list[Record] = await engine.read(functools.partial(
-            sql.scan, database, table, key if prefix else "", key if suffix else "", order,
-            limit, offset, self._clock(),
-        ))
+        records: list[Record] = await engine.read(
+            functools.partial(
+                sql.scan,
+                database,
+                table,
+                key if prefix else "",
+                key if suffix else "",
+                order,
+                limit,
+                offset,
+                self._clock(),
+            )
+        )
         return records
 
     async def read_many(self, database: str, table: str, keys: Sequence[str]) -> list[Record]:
@@ -196,9 +198,9 @@ class SqliteStore:
             after = functools.partial(
                 self._cache.filled_many, database, table, missing, self._cache.epoch
             )
-            found.update(await engine.read(
-                functools.partial(sql.read_keys, database, table, missing), after
-            ))
+            found.update(
+                await engine.read(functools.partial(sql.read_keys, database, table, missing), after)
+            )
         now = self._clock()
         return [copy_record(r) for key in keys if is_live(r := found.get(key), now) and r]
 
@@ -214,14 +216,13 @@ class SqliteStore:
         order: Order = "asc",
     ) -> list[str]:
         """Keys of live records with ``prefix`` and ``suffix``."""
-        check_table(database, table)
-        check_pattern(prefix, "prefix")
-        check_pattern(suffix, "suffix")
-        check_page(limit, offset, order)
+        check_listing(database, table, prefix, suffix, limit, offset, order)
         engine = await self._ready()
-        keys: list[str] = await engine.read(functools.partial(
-            sql.scan_keys, database, table, prefix, suffix, order, limit, offset, self._clock()
-        ))
+        keys: list[str] = await engine.read(
+            functools.partial(
+                sql.scan_keys, database, table, prefix, suffix, order, limit, offset, self._clock()
+            )
+        )
         return keys
 
     async def list_databases(self) -> list[str]:
@@ -234,9 +235,7 @@ class SqliteStore:
         """Tables of ``database`` with a live record."""
         check_name("database", database)
         engine = await self._ready()
-        names: list[str] = await engine.read(
-            functools.partial(sql.tables, database, self._clock())
-        )
+        names: list[str] = await engine.read(functools.partial(sql.tables, database, self._clock()))
         return names
 
     # -- writes --------------------------------------------------------------------------------
@@ -261,17 +260,24 @@ class SqliteStore:
         now = self._clock()
         record = Record(key, value, dict(metadata or {}), expiry_of(ttl, now))
         job = functools.partial(
-            sql.write, engine.versions, database, table, key, value,
-            sql.encode_metadata(metadata), record.expiry, etag, if_absent, now,
+            sql.write,
+            engine.versions,
+            database,
+            table,
+            key,
+            value,
+            sql.encode_metadata(metadata),
+            record.expiry,
+            etag,
+            if_absent,
+            now,
         )
         written: Record = await engine.write(
             job, functools.partial(self._cache.wrote, database, table, record)
         )
         return written
 
-    async def delete(
-        self, database: str, table: str, key: str, *, etag: str | None = None
-    ) -> None:
+    async def delete(self, database: str, table: str, key: str, *, etag: str | None = None) -> None:
         """Remove ``key``; with ``etag`` only if it still matches."""
         check_table(database, table)
         check_key(key)
@@ -288,8 +294,14 @@ class SqliteStore:
         engine = await self._ready()
         now = self._clock()
         prepared: list[sql.Prepared] = [
-            (op.key, op.value, sql.encode_metadata(op.metadata), expiry_of(op.ttl, now),
-             op.etag, op.if_absent)
+            (
+                op.key,
+                op.value,
+                sql.encode_metadata(op.metadata),
+                expiry_of(op.ttl, now),
+                op.etag,
+                op.if_absent,
+            )
             if isinstance(op, WriteOp)
             else (op.key, None, None, None, op.etag, False)
             for op in ops
