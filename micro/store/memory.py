@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
-import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 
@@ -35,8 +34,6 @@ from ._validate import (
 )
 
 __all__ = ["MemoryStore"]
-
-log = logging.getLogger("micro.store")
 
 
 class _Table:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 
@@ -45,8 +44,6 @@ from ._validate import (
 )
 
 __all__ = ["PostgresSettings", "PostgresStore"]
-
-log = logging.getLogger("micro.store")
 
 
 class PostgresStore:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -47,7 +46,6 @@ from ._validate import (
 
 __all__ = ["SqliteStore"]
 
-log = logging.getLogger("micro.store")
 
 _PURGE_CHUNK = 10_000
 
