@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import contextvars
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .auth import Claims
 
 __all__ = ["Context", "current_context"]
 
@@ -18,10 +22,12 @@ class Context:
     ``metadata`` holds string headers (auth token, trace ids, namespace, ...). ``deadline`` is
     a :func:`time.monotonic` instant after which the caller has given up, or ``None``. Calls
     made while handling a request inherit both, so a deadline set at the edge bounds the
-    whole chain of calls.
+    whole chain of calls. ``account`` is the verified caller (set by the auth middleware,
+    never read from metadata as sent); ``identity`` the peer's certificate identity when the
+    call came over mutual TLS.
     """
 
-    __slots__ = ("deadline", "endpoint", "metadata", "peer", "service")
+    __slots__ = ("account", "deadline", "endpoint", "identity", "metadata", "peer", "service")
 
     def __init__(
         self,
@@ -36,6 +42,8 @@ class Context:
         self.service = service
         self.endpoint = endpoint
         self.peer = peer
+        self.account: Claims | None = None  # the caller, once auth verified its token
+        self.identity = ""  # the caller's mTLS identity (spiffe://namespace/service), if any
 
     @classmethod
     def with_timeout(cls, seconds: float, metadata: dict[str, str] | None = None) -> Context:

@@ -7,6 +7,7 @@ wire as ``{id, code, detail, status}`` (go-micro's ``errors.Error``)::
     └── MicroError                 id, code, detail, status
         (constructors)             bad_request 400 · unauthorized 401 · forbidden 403
                                    not_found 404 · conflict 409 · too_large 413
+                                   too_many_requests 429
                                    internal 500 · unavailable 503 · timeout 504
 
 ``code`` is a short machine-readable word, ``status`` the HTTP status the gateway answers
@@ -30,6 +31,7 @@ __all__ = [
     "not_found",
     "timeout",
     "too_large",
+    "too_many_requests",
     "unauthorized",
     "unavailable",
 ]
@@ -116,6 +118,11 @@ def conflict(id: str, detail: str) -> MicroError:
 def too_large(id: str, detail: str) -> MicroError:
     """The request is larger than allowed (413)."""
     return MicroError(id, "too_large", detail, 413)
+
+
+def too_many_requests(id: str, detail: str) -> MicroError:
+    """The caller sent too many requests (or failed too many logins); retry later (429)."""
+    return MicroError(id, "too_many_requests", detail, 429)
 
 
 def internal(id: str, detail: str) -> MicroError:
