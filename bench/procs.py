@@ -20,12 +20,21 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["background", "find_binary", "free_port", "spawn", "stop", "wait_for_port"]
+__all__ = [
+    "background",
+    "die_with_parent",
+    "find_binary",
+    "free_port",
+    "sigterm_as_interrupt",
+    "spawn",
+    "stop",
+    "wait_for_port",
+]
 
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child before exec: ask the kernel for SIGTERM when the parent goes away."""
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
@@ -74,15 +83,22 @@ def _read_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
 
 @contextlib.contextmanager
 def spawn(
-    argv: list[str], *, ready_prefix: str = "READY ", timeout: float = 30.0,
+    argv: list[str],
+    *,
+    ready_prefix: str = "READY ",
+    timeout: float = 30.0,
     env: dict[str, str] | None = None,
 ) -> Iterator[str]:
     """Run ``argv`` until the block ends; yield what follows ``ready_prefix`` on the first
     stdout line that starts with it. The child's stdin stays open as a lifeline: it may
     exit when it reads end-of-file there."""
     proc = subprocess.Popen(
-        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
-        start_new_session=True, preexec_fn=_die_with_parent,
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env,
+        start_new_session=True,
+        preexec_fn=die_with_parent,
     )
     try:
         deadline = time.monotonic() + timeout
@@ -90,17 +106,37 @@ def spawn(
             line = _read_line(proc, max(0.0, deadline - time.monotonic()))
             if line.startswith(ready_prefix):
                 break
-        yield line[len(ready_prefix):]
+        yield line[len(ready_prefix) :]
     finally:
         stop(proc)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While the block runs, SIGTERM raises :class:`KeyboardInterrupt` as a Ctrl-C does, so
+    the ``finally`` blocks stop every child and server (PostgreSQL's ``pg_ctl`` detaches it:
+    it would not die with the benchmark). Main thread only."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager
 def background(argv: list[str]) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``argv`` (output discarded) until the block ends."""
     proc = subprocess.Popen(
-        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True, preexec_fn=_die_with_parent,
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=die_with_parent,
     )
     try:
         yield proc

@@ -10,12 +10,21 @@ Four things measured in one run, each with ``inflight`` workers looping call-awa
 - ``store in-process``: ``SqliteStore`` used directly in this process;
 - ``sqlite3 thread``: plain ``sqlite3`` on one thread (``run_in_executor``), WAL and
   ``synchronous=FULL``, each write its own transaction: what a service would do by hand.
+
+With ``--cluster``, three more in the same run, on a throwaway PostgreSQL started on
+127.0.0.1 (:mod:`bench.servers`; skipped with a message when PostgreSQL is not installed):
+
+- ``postgres store rpc``: the server child hosting ``StoreHandler`` over a ``PostgresStore``;
+- ``postgres store in-process``: ``PostgresStore`` used directly in this process;
+- ``asyncpg pool``: asyncpg by hand, a pool of the store's size, one ``SELECT`` per read and
+  one ``INSERT ... ON CONFLICT DO UPDATE`` per write (each its own transaction).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime
 import itertools
 import json
@@ -30,6 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 import msgspec
 import uvloop
 from rich.console import Console
@@ -37,12 +47,15 @@ from rich.table import Table
 
 from micro.store import Store, WriteOp
 
-from . import procs, report
+from . import procs, report, servers
 from .load import Row, measure
 
-__all__ = ["DESCRIPTION", "main", "ratio"]
+__all__ = ["DESCRIPTION", "cluster_ratios", "main", "ratio"]
 
-DESCRIPTION = "store read/write: in-process, over RPC, vs sqlite3 in a thread and the RPC echo"
+DESCRIPTION = (
+    "store read/write: in-process, over RPC, vs sqlite3 in a thread and the RPC echo "
+    "(--cluster: PostgreSQL too)"
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "benchmarks.md"
@@ -51,6 +64,11 @@ VALUE = b"v" * 100
 TARGET = 0.7  # store reads over RPC / RPC echo, at 32 in flight
 STEP_TIMEOUT = 30.0
 COLUMNS = ("case", "inflight", "ops_per_s", "p50_ms", "p99_ms")
+PG_POOL = 10  # PostgresStore's default pool_max; the asyncpg baseline gets the same pool
+PG_UPSERT = (
+    "INSERT INTO kv (key, value) VALUES ($1, $2) "
+    "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+)
 
 Call = Callable[[], Awaitable[Any]]
 
@@ -88,13 +106,23 @@ def _store_calls(store: Store) -> tuple[Call, Call]:
 # -- the server child ------------------------------------------------------------------------
 
 
-async def _serve_child(path: str) -> None:
+def _backend(where: str) -> Any:
+    """A ``PostgresStore`` for a ``postgresql://`` DSN, else a ``SqliteStore`` at that path."""
+    if where.startswith(("postgres://", "postgresql://")):
+        from micro.store.postgres import PostgresStore
+
+        return PostgresStore(where, pool_max=PG_POOL)
+    from micro.store.sqlite import SqliteStore
+
+    return SqliteStore(where)
+
+
+async def _serve_child(where: str) -> None:
     from micro import Service
     from micro.registry.memory import MemoryRegistry
     from micro.store.handler import StoreHandler
-    from micro.store.sqlite import SqliteStore
 
-    backend = SqliteStore(path)
+    backend = _backend(where)
     await backend.start()
     await preload(backend)
     service = Service("store", registry=MemoryRegistry(), address="127.0.0.1:0")
@@ -155,6 +183,55 @@ class Direct:
         self.pool.shutdown()
 
 
+# -- asyncpg by hand ------------------------------------------------------------------------
+
+
+class AsyncpgDirect:
+    """asyncpg used by hand: what :class:`~micro.store.postgres.PostgresStore` is compared
+    with. A pool of the store's size; one statement per call, each its own transaction."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._key = _keys()
+        self.pool = pool
+
+    @classmethod
+    async def open(cls, dsn: str) -> AsyncpgDirect:
+        """Connect, create table ``kv`` and preload the keys."""
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=PG_POOL)
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute("CREATE TABLE kv (key text PRIMARY KEY, value bytea NOT NULL)")
+                await conn.executemany(
+                    "INSERT INTO kv VALUES ($1, $2)",
+                    [(f"key-{i:05d}", VALUE) for i in range(KEYS)],
+                )
+            await pool.execute("ANALYZE kv")
+        except BaseException:
+            pool.terminate()
+            raise
+        return cls(pool)
+
+    async def read(self) -> Any:
+        return await self.pool.fetchval("SELECT value FROM kv WHERE key = $1", self._key())
+
+    async def write(self) -> Any:
+        return await self.pool.execute(PG_UPSERT, self._key(), VALUE)
+
+    async def close(self) -> None:
+        await asyncio.wait_for(self.pool.close(), 10)
+
+
+async def analyze(dsn: str) -> None:
+    """``ANALYZE`` the database of ``dsn`` after the preload, as autovacuum would within a
+    minute: without statistics PostgreSQL may plan a point read of the freshly filled
+    ``micro_store_records`` on its ``rkey`` index, filtering every row of the table."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+
+
 # -- running ---------------------------------------------------------------------------------
 
 
@@ -182,27 +259,31 @@ async def _echo(address: str, args: argparse.Namespace) -> list[Row]:
         await client.close()
 
 
-async def _rpc(address: str, args: argparse.Namespace) -> list[Row]:
+async def _rpc(address: str, args: argparse.Namespace, label: str = "store") -> list[Row]:
     from micro.store.rpc import RpcStore
 
     store = RpcStore(address)
     try:
         read, write = _store_calls(store)
-        return [*await _measure("read: store rpc", read, args),
-                *await _measure("write: store rpc", write, args)]
+        return [
+            *await _measure(f"read: {label} rpc", read, args),
+            *await _measure(f"write: {label} rpc", write, args),
+        ]
     finally:
         await store.close()
 
 
-async def _in_process(path: Path, args: argparse.Namespace) -> list[Row]:
-    from micro.store.sqlite import SqliteStore
-
-    store = SqliteStore(path)
+async def _in_process(where: str, args: argparse.Namespace, label: str = "store") -> list[Row]:
+    store = _backend(where)
     try:
         await preload(store)
+        if where.startswith(("postgres://", "postgresql://")):
+            await analyze(where)
         read, write = _store_calls(store)
-        return [*await _measure("read: store in-process", read, args),
-                *await _measure("write: store in-process", write, args)]
+        return [
+            *await _measure(f"read: {label} in-process", read, args),
+            *await _measure(f"write: {label} in-process", write, args),
+        ]
     finally:
         await store.close()
 
@@ -210,26 +291,68 @@ async def _in_process(path: Path, args: argparse.Namespace) -> list[Row]:
 async def _direct(path: Path, args: argparse.Namespace) -> list[Row]:
     direct = await asyncio.to_thread(Direct, path)
     try:
-        return [*await _measure("read: sqlite3 thread", direct.read, args),
-                *await _measure("write: sqlite3 thread", direct.write, args)]
+        return [
+            *await _measure("read: sqlite3 thread", direct.read, args),
+            *await _measure("write: sqlite3 thread", direct.write, args),
+        ]
     finally:
         await asyncio.to_thread(direct.close)
 
 
+async def _asyncpg(dsn: str, args: argparse.Namespace) -> list[Row]:
+    direct = await AsyncpgDirect.open(dsn)
+    try:
+        return [
+            *await _measure("read: asyncpg pool", direct.read, args),
+            *await _measure("write: asyncpg pool", direct.write, args),
+        ]
+    finally:
+        await direct.close()
+
+
+def _postgres(
+    stack: contextlib.ExitStack, args: argparse.Namespace
+) -> servers.PostgresServer | None:
+    """A throwaway PostgreSQL, stopped when ``stack`` closes; None (after saying why) when
+    it is not installed."""
+    try:
+        server = stack.enter_context(servers.running_postgres())
+    except servers.Missing as exc:
+        print(f"\n*** SKIPPED the postgres rows: {exc} ***\n", file=sys.stderr, flush=True)
+        return None
+    _note(f"PostgreSQL on 127.0.0.1:{server.port} (data in {server.root})", args.json)
+    return server
+
+
 def run(args: argparse.Namespace, data: Path) -> list[Row]:
-    """Measure every case; ``data`` holds the database files."""
+    """Measure every case; ``data`` holds the database files. With ``args.cluster`` a
+    throwaway PostgreSQL serves the postgres cases, removed before this returns."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     rows: list[Row] = []
-    with procs.spawn([sys.executable, "-m", "bench.serve", "micro"], env=env) as address:
-        _note(f"echo server child on {address}", args.json)
-        rows += uvloop.run(_echo(address, args))
-    child = [sys.executable, "-m", "bench.store", "--serve-child", str(data / "rpc.db")]
-    with procs.spawn(child, env=env) as address:
-        _note(f"store server child on {address}", args.json)
-        rows += uvloop.run(_rpc(address, args))
-    rows += uvloop.run(_in_process(data / "in-process.db", args))
-    rows += uvloop.run(_direct(data / "sqlite3.db", args))
+    with contextlib.ExitStack() as stack:
+        pg = _postgres(stack, args) if args.cluster else None
+        with procs.spawn([sys.executable, "-m", "bench.serve", "micro"], env=env) as address:
+            _note(f"echo server child on {address}", args.json)
+            rows += uvloop.run(_echo(address, args))
+        child = [sys.executable, "-m", "bench.store", "--serve-child", str(data / "rpc.db")]
+        with procs.spawn(child, env=env) as address:
+            _note(f"store server child on {address}", args.json)
+            rows += uvloop.run(_rpc(address, args))
+        if pg is not None:
+            dsn = pg.create_database("bench_rpc")
+            child = [sys.executable, "-m", "bench.store", "--serve-child", dsn]
+            with procs.spawn(child, env=env) as address:  # READY once preloaded
+                _note(f"postgres store server child on {address}", args.json)
+                uvloop.run(analyze(dsn))
+                rows += uvloop.run(_rpc(address, args, "postgres store"))
+        rows += uvloop.run(_in_process(str(data / "in-process.db"), args))
+        if pg is not None:
+            dsn = pg.create_database("bench_store")
+            rows += uvloop.run(_in_process(dsn, args, "postgres store"))
+        rows += uvloop.run(_direct(data / "sqlite3.db", args))
+        if pg is not None:
+            rows += uvloop.run(_asyncpg(pg.create_database("bench_asyncpg"), args))
     return rows
 
 
@@ -243,19 +366,61 @@ def ratio(rows: Sequence[Row]) -> tuple[int, float] | None:
     return at, round(rate["read: store rpc"] / rate["echo rpc"], 2)
 
 
+def cluster_ratios(rows: Sequence[Row]) -> tuple[int, dict[str, float]]:
+    """(inflight, ratios) at 32 in flight, else the most measured: ``"<op> <where>"`` (e.g.
+    ``"read in-process"``) is postgres store / sqlite store, ``"<op> vs asyncpg"`` is
+    ``PostgresStore`` in-process / hand-written asyncpg. Only pairs measured in ``rows``."""
+    counts = {r.inflight for r in rows}
+    at = 32 if 32 in counts else max(counts, default=0)
+    rate = {r.transport: r.calls_per_s for r in rows if r.inflight == at}
+    pairs: dict[str, tuple[str, str]] = {}
+    for op in ("read", "write"):
+        for where in ("in-process", "rpc"):
+            pairs[f"{op} {where}"] = (f"{op}: postgres store {where}", f"{op}: store {where}")
+        pairs[f"{op} vs asyncpg"] = (f"{op}: postgres store in-process", f"{op}: asyncpg pool")
+    found = {
+        name: round(rate[ours] / rate[other], 2)
+        for name, (ours, other) in pairs.items()
+        if rate.get(ours) and rate.get(other)
+    }
+    return at, found
+
+
 def _verdict(rows: Sequence[Row]) -> list[str]:
+    lines = []
     found = ratio(rows)
-    if found is None:
-        return []
-    at, value = found
-    met = "met" if value >= TARGET else "NOT met"
-    return [f"at {at} in flight: store read over RPC / RPC echo = {value:.2f}x "
-            f"(target >= {TARGET}x: {met})"]
+    if found is not None:
+        at, value = found
+        met = "met" if value >= TARGET else "NOT met"
+        lines.append(
+            f"at {at} in flight: store read over RPC / RPC echo = {value:.2f}x "
+            f"(target >= {TARGET}x: {met})"
+        )
+    at, ratios = cluster_ratios(rows)
+    for op in ("read", "write"):
+        if f"{op} vs asyncpg" in ratios:
+            lines.append(
+                f"at {at} in flight: PostgresStore {op}s / hand-written asyncpg = "
+                f"{ratios[f'{op} vs asyncpg']:.2f}x"
+            )
+    for where in ("in-process", "rpc"):
+        for op in ("read", "write"):
+            if f"{op} {where}" in ratios:
+                lines.append(
+                    f"at {at} in flight: {op}s {where}, postgres store / sqlite "
+                    f"store = {ratios[f'{op} {where}']:.2f}x"
+                )
+    return lines
 
 
 def _cells(row: Row) -> list[str]:
-    return [row.transport, str(row.inflight), f"{row.calls_per_s:,.0f}",
-            f"{row.p50_ms:.3f}", f"{row.p99_ms:.3f}"]
+    return [
+        row.transport,
+        str(row.inflight),
+        f"{row.calls_per_s:,.0f}",
+        f"{row.p50_ms:.3f}",
+        f"{row.p99_ms:.3f}",
+    ]
 
 
 def _print(rows: Sequence[Row]) -> None:
@@ -272,6 +437,25 @@ def _docs_body(rows: Sequence[Row], args: argparse.Namespace) -> str:
     lines += ["| " + " | ".join(_cells(row)) + " |" for row in rows]
     verdict = "\n".join(f"- {line}" for line in _verdict(rows))
     inflight = ",".join(str(n) for n in args.inflight)
+    cluster = " --cluster" if args.cluster else ""
+    postgres = ""
+    if any("postgres" in row.transport or "asyncpg" in row.transport for row in rows):
+        postgres = f"""
+The `postgres` and `asyncpg` rows ran against a throwaway PostgreSQL 15 on 127.0.0.1 in the
+same run (`--cluster`; `fsync=on`, `synchronous_commit=on`, data on the same local disk):
+`postgres store rpc` is the server child hosting `StoreHandler` over a `PostgresStore`,
+`postgres store in-process` is `PostgresStore` in the benchmark process (pool of
+{PG_POOL}), and `asyncpg pool` is asyncpg by hand with a pool of the same size: one
+`SELECT value FROM kv WHERE key = $1` per read and one `INSERT ... ON CONFLICT (key) DO
+UPDATE` per write, each its own transaction, on a plain `kv (key text PRIMARY KEY, value
+bytea)` table. Every database is `ANALYZE`d after the preload, as autovacuum would do within
+a minute (without statistics PostgreSQL plans a point read of the freshly filled
+`micro_store_records` on the wrong index, about eight times slower). `PostgresStore` has no
+record cache: every read is a query. Each of its writes is one transaction of six round
+trips (`BEGIN`, the key's advisory lock, its live version, the etag from a sequence, the
+upsert, `COMMIT`) where the hand-written upsert makes one; both are acknowledged after
+their commit is flushed.
+"""
     return f"""## Store: reads and writes
 
 {chr(10).join(lines)}
@@ -290,8 +474,8 @@ point reads are answered from the store's write-through record cache once a key 
 (all 10,000 are, after the preload), so an in-process read never suspends: each worker
 yields to the loop once per read. Store writes are acknowledged after their group commit
 (WAL, `synchronous=FULL`): durable across `kill -9`, like the `sqlite3 thread` writes.
-
-Reproduce: `python -m bench store --duration {args.duration:g} --inflight {inflight} \\
+{postgres}
+Reproduce: `python -m bench store --duration {args.duration:g} --inflight {inflight}{cluster} \\
 --write-docs` (add `--json` for machine-readable rows).
 """
 
@@ -303,10 +487,18 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=3.0, help="timed seconds per case")
     parser.add_argument("--warmup", type=float, default=1.0, help="untimed seconds per case")
     parser.add_argument(
-        "--inflight", type=lambda t: [int(p) for p in t.split(",") if p.strip()],
-        default=[1, 32], help="e.g. 1,32",
+        "--inflight",
+        type=lambda t: [int(p) for p in t.split(",") if p.strip()],
+        default=[1, 32],
+        help="e.g. 1,32",
     )
     parser.add_argument("--dir", type=Path, help="where the database files go (default: temp)")
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="also PostgresStore (in-process and over RPC) and asyncpg by hand, on a "
+        "throwaway PostgreSQL",
+    )
     parser.add_argument("--write-docs", action="store_true", help=f"update {DOCS.name}")
     args = parser.parse_args(list(argv))
     if not 0 < args.duration <= 600 or not 0 <= args.warmup <= 60:
@@ -320,10 +512,13 @@ def main(argv: Sequence[str]) -> int:
     """Run the benchmark; print rows as JSON or as a table with the verdict."""
     args = parse_args(argv)
     try:
-        with tempfile.TemporaryDirectory(prefix="bench-store-", dir=args.dir) as data:
+        with (
+            procs.sigterm_as_interrupt(),
+            tempfile.TemporaryDirectory(prefix="bench-store-", dir=args.dir) as data,
+        ):
             rows = run(args, Path(data))
     except KeyboardInterrupt:
-        print("\ninterrupted; every child process has been stopped", file=sys.stderr)
+        print("\ninterrupted; every child process and server has been stopped", file=sys.stderr)
         return 130
     if args.json:
         print(json.dumps([msgspec.to_builtins(row) for row in rows]))

@@ -123,17 +123,16 @@ def open_backends(profile: str, data_dir: Path) -> Backends:
         from ..events.nats import NatsEvents
         from ..registry.etcd import EtcdRegistry
         from ..store.postgres import PostgresStore
-        from ..sync.sqlite import SqliteSync
+        from ..sync.etcd import EtcdSync
 
         c = ClusterSettings.from_env()
         cluster_registry = EtcdRegistry(list(c.etcd_endpoints))
         nats_broker = NatsBroker(list(c.nats_servers))
         pg_store, pg_config = PostgresStore(c.postgres_dsn), PostgresConfig(c.postgres_dsn, key)
-        # Sync stays per server for now: etcd has locks only (micro.sync.etcd), not the
-        # whole Sync protocol; see docs/deploy.md.
-        nats_events, sync = NatsEvents(list(c.nats_servers)), SqliteSync(data_dir / "sync.db")
-        owned = [cluster_registry, nats_broker, pg_store, pg_config, nats_events, sync]
+        nats_events = NatsEvents(list(c.nats_servers))
+        etcd_sync = EtcdSync(list(c.etcd_endpoints))
+        owned = [cluster_registry, nats_broker, pg_store, pg_config, nats_events, etcd_sync]
         return Backends(
-            cluster_registry, nats_broker, pg_store, pg_config, nats_events, sync, False, owned
+            cluster_registry, nats_broker, pg_store, pg_config, nats_events, etcd_sync, False, owned
         )
     raise ValueError(f"unknown profile {profile!r} (local, cluster)")

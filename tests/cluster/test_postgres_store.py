@@ -151,16 +151,24 @@ async def test_concurrent_creates_and_transactions_one_wins(
             return_exceptions=True,
         )
         assert sum(not isinstance(r, BaseException) for r in creates) == 1, creates
-        ops = [[WriteOp(f"pair{round_}/a", b"%d" % i, if_absent=True),
-                WriteOp(f"pair{round_}/b", b"%d" % i, if_absent=True)] for i in range(16)]
+        ops = [
+            [
+                WriteOp(f"pair{round_}/a", b"%d" % i, if_absent=True),
+                WriteOp(f"pair{round_}/b", b"%d" % i, if_absent=True),
+            ]
+            for i in range(16)
+        ]
         txs = await asyncio.gather(
             *(stores[i % 2].transact(DB, T, ops[i]) for i in range(16)),
             return_exceptions=True,
         )
         won = [r for r in txs if not isinstance(r, BaseException)]
         assert len(won) == 1, txs
-        assert all(isinstance(r, MicroError) and r.code == "conflict"
-                   for r in txs if isinstance(r, BaseException))
+        assert all(
+            isinstance(r, MicroError) and r.code == "conflict"
+            for r in txs
+            if isinstance(r, BaseException)
+        )
         pair = await stores[1].read(DB, T, f"pair{round_}/", prefix=True)
         assert [r.value for r in pair] == [won[0][0].value, won[0][1].value]
 

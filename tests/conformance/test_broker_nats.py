@@ -31,7 +31,7 @@ def connection_name() -> str:
 
 
 @pytest.fixture
-def subscribers(nats_server: NatsServer, connection_name: str) -> Callable[[], int]:  # noqa: F811
+def subscribers(nats_server: NatsServer, connection_name: str) -> Callable[[], int]:
     """Live subscriptions the nats-server holds for the broker under test (from ``/connz``)."""
 
     def count() -> int:
@@ -49,7 +49,7 @@ def subscribers(nats_server: NatsServer, connection_name: str) -> Callable[[], i
 
 @pytest.fixture
 async def broker(
-    nats_server: NatsServer,  # noqa: F811
+    nats_server: NatsServer,
     clock: FakeClock,
     connection_name: str,
 ) -> AsyncIterator[Broker]:

@@ -23,7 +23,7 @@ def key() -> bytes:
 
 
 @pytest.fixture
-async def config(postgres_dsn: str, key: bytes) -> AsyncIterator[Config]:  # noqa: F811
+async def config(postgres_dsn: str, key: bytes) -> AsyncIterator[Config]:
     """A started PostgresConfig over emptied tables."""
     backend = PostgresConfig(postgres_dsn, key, pool_max=4)
     await backend.start()
@@ -43,7 +43,7 @@ class TestPostgresConfig(ConfigConformance):
 
     @pytest.fixture
     async def config_peer(
-        self, config: Config, postgres_dsn: str, key: bytes  # noqa: F811
+        self, config: Config, postgres_dsn: str, key: bytes
     ) -> AsyncIterator[Config]:
         """A second PostgresConfig on the same database: another process."""
         peer = PostgresConfig(postgres_dsn, key, pool_max=2)

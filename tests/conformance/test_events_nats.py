@@ -47,7 +47,7 @@ def _isolated(server: NatsServer, **settings: object) -> NatsEvents:
 
 
 @pytest.fixture
-async def events(nats_server: NatsServer, clock: FakeClock) -> AsyncIterator[NatsEvents]:  # noqa: F811
+async def events(nats_server: NatsServer, clock: FakeClock) -> AsyncIterator[NatsEvents]:
     """A NATS events backend on fresh streams (its own prefixes) of the session's server."""
     backend = _isolated(nats_server, clock=clock, dedupe_window=DEDUPE_WINDOW)
     try:
@@ -61,7 +61,7 @@ REAL_WINDOW = 1.0
 
 
 @pytest.fixture
-async def real(nats_server: NatsServer) -> AsyncIterator[NatsEvents]:  # noqa: F811
+async def real(nats_server: NatsServer) -> AsyncIterator[NatsEvents]:
     """A NATS events backend on the real clock with a 1 s de-duplication window."""
     backend = _isolated(nats_server, clock=time.time, dedupe_window=REAL_WINDOW)
     try:

@@ -27,7 +27,7 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def registry(etcd_endpoint: str) -> AsyncIterator[EtcdRegistry]:  # noqa: F811
+async def registry(etcd_endpoint: str) -> AsyncIterator[EtcdRegistry]:
     """An empty etcd registry under a fresh prefix."""
     backend = EtcdRegistry([etcd_endpoint], prefix=f"/test-{uuid.uuid4().hex}/registry/")
     try:

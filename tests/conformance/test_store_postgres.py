@@ -22,7 +22,7 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def store(postgres_dsn: str, clock: FakeClock) -> AsyncIterator[Store]:  # noqa: F811
+async def store(postgres_dsn: str, clock: FakeClock) -> AsyncIterator[Store]:
     """A started PostgresStore over an emptied records table."""
     backend = PostgresStore(postgres_dsn, clock=clock, pool_max=4)
     await backend.start()
