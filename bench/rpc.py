@@ -23,7 +23,7 @@ import uvloop
 
 from . import procs, report
 from .load import Row, measure
-from .transports import NAMES, Unavailable, load
+from .transports import DEFAULT, NAMES, Unavailable, load
 
 __all__ = ["DESCRIPTION", "main", "ratios", "run"]
 
@@ -31,7 +31,12 @@ DESCRIPTION = "typed echo RPC between two processes: micro vs grpc, aiohttp, nat
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "benchmarks.md"
-TARGETS = {"micro/grpc": 8.0, "micro/bare": 0.4}
+TARGETS = {
+    "micro/grpc": 8.0,
+    "micro/bare": 0.4,
+    "micro-auth/micro": 0.8,
+    "micro-tls/micro": 0.5,
+}
 P99_TARGET_MS = 2.0
 STEP_TIMEOUT = 10.0  # seconds for a client to connect, make its first call, or close
 
@@ -51,15 +56,32 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=3.0, help="timed seconds per case")
     parser.add_argument("--warmup", type=float, default=1.0, help="untimed seconds per case")
     parser.add_argument(
-        "--transports", type=_names, default=list(NAMES), help=f"of {','.join(NAMES)}"
+        "--transports", type=_names, default=list(DEFAULT), help=f"of {','.join(NAMES)}"
+    )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="also run micro over mutual TLS (micro-tls) and report micro-tls/micro",
+    )
+    parser.add_argument(
+        "--auth",
+        action="store_true",
+        help="also run micro with token verification and rules (micro-auth): micro-auth/micro",
     )
     parser.add_argument("--inflight", type=_counts, default=[1, 32], help="e.g. 1,32")
     parser.add_argument("--write-docs", action="store_true", help=f"update {DOCS.name}")
     parser.add_argument(
-        "--profile", type=Path, metavar="DIR",
+        "--profile",
+        type=Path,
+        metavar="DIR",
         help="write cProfile stats of both sides to DIR (slows every call down)",
     )
     args = parser.parse_args(list(argv))
+    extra = {"micro-tls"} if args.tls else set()
+    extra |= {"micro-auth"} if args.auth else set()
+    if extra:  # right after micro, and micro to compare with
+        wanted = set(args.transports) | {"micro"} | extra
+        args.transports = [t for t in NAMES if t in wanted]
     unknown = [t for t in args.transports if t not in NAMES]
     if unknown:
         parser.error(f"unknown transports {unknown} (known: {', '.join(NAMES)})")
@@ -135,15 +157,23 @@ def run(args: argparse.Namespace) -> tuple[list[Row], list[str]]:
 
 
 def ratios(rows: Sequence[Row]) -> dict[str, float]:
-    """micro's calls/s over grpc's and bare's, at 32 in flight (else the most measured)."""
+    """micro's calls/s over grpc's and bare's, and micro-tls's over micro's, at 32 in flight
+    (else the most measured)."""
     at = _ratio_inflight(rows)
     rate = {r.transport: r.calls_per_s for r in rows if r.inflight == at}
     micro = rate.get("micro")
-    return {
+    found = {
         f"micro/{peer}": round(micro / rate[peer], 2)
         for peer in ("grpc", "bare")
         if micro is not None and rate.get(peer)
     }
+    authed = rate.get("micro-auth")
+    if authed is not None and micro:
+        found["micro-auth/micro"] = round(authed / micro, 2)
+    tls = rate.get("micro-tls")
+    if tls is not None and micro:
+        found["micro-tls/micro"] = round(tls / micro, 2)
+    return found
 
 
 def _ratio_inflight(rows: Sequence[Row]) -> int:
@@ -185,10 +215,13 @@ call-await, and every call is timed with `time.perf_counter` (p50, p99). `micro`
 name resolved in a `MemoryRegistry`; `grpc` is a grpcio asyncio generic handler echoing
 bytes; `aiohttp` is `POST /echo` with a JSON body over keep-alive connections; `nats` is
 nats-py request-reply through a local `nats-server`; `bare` is framed msgpack on a plain
-`asyncio.Protocol`, pipelined, with no framework: the ceiling.
+`asyncio.Protocol`, pipelined, with no framework: the ceiling; `micro-tls` (with `--tls`)
+is the `micro` case over mutual TLS (ECDSA P-256 certificates from a throwaway CA, both
+ends verifying the chain and the CRL).
 
 Reproduce: `python -m bench rpc --duration {args.duration:g} --transports {transports} \\
---inflight {inflight} --write-docs` (add `--json` for machine-readable rows).
+--inflight {inflight} --write-docs` (add `--json` for machine-readable rows, `--tls` for
+micro over mutual TLS).
 """
 
 

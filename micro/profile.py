@@ -32,7 +32,7 @@ class Profile:
 def _rpc_registry(svc: Service) -> object:
     from .registry.rpc import RpcRegistry
 
-    return RpcRegistry(svc.settings.server)
+    return RpcRegistry(svc.settings.server, credentials=svc.auth_header)
 
 
 def _rpc_store(svc: Service) -> object:

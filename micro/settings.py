@@ -21,6 +21,8 @@ class Settings:
     ``MICRO_SERVICE_ADDRESS``: where a service listens (default ``127.0.0.1:0``, a free port).
     ``MICRO_NAMESPACE``: the tenant a service belongs to (default ``micro``); the default
     store database.
+    ``MICRO_TLS``: ``1`` runs RPC over mutual TLS with certificates from the identity
+    service (default off; ``1``/``true``/``yes``/``on`` turn it on).
     """
 
     server: str = DEFAULT_SERVER
@@ -28,6 +30,7 @@ class Settings:
     profile: str = "local"
     service_address: str = "127.0.0.1:0"
     namespace: str = "micro"
+    tls: bool = False
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -39,6 +42,7 @@ class Settings:
             profile=env.get("MICRO_PROFILE") or "local",
             service_address=env.get("MICRO_SERVICE_ADDRESS") or "127.0.0.1:0",
             namespace=env.get("MICRO_NAMESPACE") or "micro",
+            tls=_flag(env, "MICRO_TLS"),
         )
         settings.validate()
         return settings
@@ -54,3 +58,12 @@ class Settings:
             raise ValueError(f"MICRO_NAMESPACE={self.namespace!r}: use letters, digits, - and _")
         if self.profile not in ("local", "cluster"):
             raise ValueError(f"MICRO_PROFILE={self.profile!r} is unknown (known: local, cluster)")
+
+
+def _flag(env: dict[str, str], name: str) -> bool:
+    value = (env.get(name) or "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise ValueError(f"{name}={env[name]!r}: use 1 or 0")

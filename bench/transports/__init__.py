@@ -23,6 +23,7 @@ from types import ModuleType
 from typing import Any, Protocol
 
 __all__ = [
+    "DEFAULT",
     "MESSAGE",
     "NAMES",
     "EchoClient",
@@ -32,8 +33,12 @@ __all__ = [
     "no_broker",
 ]
 
-NAMES: tuple[str, ...] = ("micro", "grpc", "aiohttp", "nats", "bare")
+NAMES: tuple[str, ...] = ("micro", "micro-auth", "micro-tls", "grpc", "aiohttp", "nats", "bare")
 """Every transport, in the order the benchmark runs and reports them."""
+
+DEFAULT: tuple[str, ...] = ("micro", "grpc", "aiohttp", "nats", "bare")
+"""What runs when none are named (``micro-auth`` and ``micro-tls`` join with ``python -m
+bench rpc --auth`` / ``--tls``)."""
 
 MESSAGE = "hello from the micro benchmark"
 """What every echo call sends and expects back."""
@@ -71,4 +76,4 @@ def load(name: str) -> ModuleType:
     """The module of transport ``name``."""
     if name not in NAMES:
         raise ValueError(f"unknown transport {name!r} (known: {', '.join(NAMES)})")
-    return importlib.import_module(f"{__name__}.{name}")
+    return importlib.import_module(f"{__name__}.{name.replace('-', '_')}")

@@ -16,6 +16,7 @@ _SERVICE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 def build() -> typer.Typer:
     """The ``micro`` application with every command group attached."""
     from . import (
+        auth,
         broker,
         call,
         config,
@@ -28,6 +29,7 @@ def build() -> typer.Typer:
         services,
         store,
         sync,
+        token,
     )
 
     cli = typer.Typer(
@@ -56,6 +58,8 @@ def build() -> typer.Typer:
     store.register(cli)
     monitor.register(cli)
     sync.register(cli)
+    auth.register(cli)
+    token.register(cli)
     debug.register(cli)
     return cli
 

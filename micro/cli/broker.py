@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .common import fail, parse_json, parse_pairs, run, server_address
+from .common import connect, fail, parse_json, parse_pairs, run, server_address
 
 if TYPE_CHECKING:
     from ..broker import Message
@@ -29,15 +29,16 @@ async def _broker() -> AsyncIterator[RpcBroker]:
     from ..errors import MicroError
 
     address = server_address()
-    broker = RpcBroker(address)
-    try:
-        yield broker
-    except MicroError as err:
-        if err.code == "unavailable" and "cannot connect" in err.detail:
-            fail(f"cannot reach micro server at {address}: is `micro server` running?")
-        raise
-    finally:
-        await broker.close()
+    async with connect() as client:
+        broker = RpcBroker(address, client=client)
+        try:
+            yield broker
+        except MicroError as err:
+            if err.code == "unavailable" and "cannot connect" in err.detail:
+                fail(f"cannot reach micro server at {address}: is `micro server` running?")
+            raise
+        finally:
+            await broker.close()
 
 
 def message_json(message: Message) -> dict[str, Any]:

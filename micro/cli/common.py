@@ -16,7 +16,19 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-CORE = ("registry", "runtime", "store", "config", "broker", "events", "monitor", "sync")
+CORE = (
+    "registry",
+    "runtime",
+    "store",
+    "config",
+    "broker",
+    "events",
+    "monitor",
+    "sync",
+    "auth",
+    "token",
+    "identity",
+)
 
 Output = Annotated[str, typer.Option("--output", "-o", help="table or json", metavar="table|json")]
 
@@ -28,11 +40,11 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def server_address() -> str:
-    """``MICRO_SERVER`` or the default, validated."""
-    from ..settings import Settings
+    """``MICRO_SERVER``, else the server of the current env (``micro env``), validated."""
+    from .envs import server_for_cli
 
     try:
-        return Settings.from_env().server
+        return server_for_cli()
     except ValueError as exc:
         fail(str(exc))
 
@@ -56,13 +68,21 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 @asynccontextmanager
 async def connect() -> AsyncIterator[Client]:
-    """A client that resolves services through the server's registry."""
+    """A client that resolves services through the server's registry, calling with the
+    credential of the current env (:func:`micro.cli.envs.cli_credential`)."""
+    from ..auth.rpc import RpcAuth
     from ..client import Client
     from ..registry.rpc import RpcRegistry
+    from .envs import cli_credential
 
-    registry = RpcRegistry(server_address())
-    client = Client(registry)
+    header: list[str | None] = [None]
+    server = server_address()
+    registry = RpcRegistry(server, credentials=lambda: header[0])
+    client = Client(registry, credentials=lambda: header[0])
     try:
+        tokens = await cli_credential(RpcAuth(server, client=client))
+        if tokens is not None:
+            header[0] = f"Bearer {tokens.access_token}"
         yield client
     finally:
         await client.close()

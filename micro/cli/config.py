@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from .common import fail, print_json, run, server_address
+from .common import connect, fail, print_json, run, server_address
 
 if TYPE_CHECKING:
     from ..config.rpc import RpcConfig
@@ -33,11 +33,12 @@ Namespace = Annotated[
 async def _config() -> AsyncIterator[RpcConfig]:
     from ..config.rpc import RpcConfig
 
-    cfg = RpcConfig(server_address())
-    try:
-        yield cfg
-    finally:
-        await cfg.close()
+    async with connect() as client:
+        cfg = RpcConfig(server_address(), client=client)
+        try:
+            yield cfg
+        finally:
+            await cfg.close()
 
 
 def _run(work: Callable[[RpcConfig], Awaitable[T]]) -> T:

@@ -14,6 +14,7 @@ import typer
 
 from .common import (
     Output,
+    connect,
     fail,
     parse_json,
     parse_pairs,
@@ -40,15 +41,16 @@ async def _events() -> AsyncIterator[RpcEvents]:
     from ..events.rpc import RpcEvents
 
     address = server_address()
-    events = RpcEvents(address)
-    try:
-        yield events
-    except MicroError as err:
-        if err.code == "unavailable" and "cannot connect" in err.detail:
-            fail(f"cannot reach micro server at {address}: is `micro server` running?")
-        raise
-    finally:
-        await events.close()
+    async with connect() as client:
+        events = RpcEvents(address, client=client)
+        try:
+            yield events
+        except MicroError as err:
+            if err.code == "unavailable" and "cannot connect" in err.detail:
+                fail(f"cannot reach micro server at {address}: is `micro server` running?")
+            raise
+        finally:
+            await events.close()
 
 
 def parse_start(text: str) -> Start:

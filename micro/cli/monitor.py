@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from .common import Output, fail, parse_json, parse_seconds, print_table, run, server_address
+from .common import (
+    Output,
+    connect,
+    fail,
+    parse_json,
+    parse_seconds,
+    print_table,
+    run,
+    server_address,
+)
 
 if TYPE_CHECKING:
     from ..monitor import Check
@@ -31,11 +40,12 @@ def _run(work: Callable[[RpcMonitor], Awaitable[T]]) -> T:
     async def go() -> T:
         from ..monitor.rpc import RpcMonitor
 
-        monitor = RpcMonitor(server_address())
-        try:
-            return await work(monitor)
-        finally:
-            await monitor.close()
+        async with connect() as client:
+            monitor = RpcMonitor(server_address(), client=client)
+            try:
+                return await work(monitor)
+            finally:
+                await monitor.close()
 
     return run(go())
 

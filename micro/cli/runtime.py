@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .common import Output, fail, print_json, print_table, run, server_address
+from .common import Output, connect, fail, print_json, print_table, run, server_address
 
 if TYPE_CHECKING:
     from ..runtime import ServiceSpec
@@ -20,11 +20,12 @@ if TYPE_CHECKING:
 async def _runtime() -> AsyncIterator[RpcRuntime]:
     from ..runtime.rpc import RpcRuntime
 
-    rt = RpcRuntime(server_address())
-    try:
-        yield rt
-    finally:
-        await rt.close()
+    async with connect() as client:
+        rt = RpcRuntime(server_address(), client=client)
+        try:
+            yield rt
+        finally:
+            await rt.close()
 
 
 def _spec(

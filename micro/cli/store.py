@@ -17,6 +17,7 @@ import typer
 
 from .common import (
     Output,
+    connect,
     fail,
     parse_pairs,
     parse_seconds,
@@ -57,11 +58,12 @@ def _run(work: Callable[[RpcStore], Awaitable[T]]) -> T:
     async def go() -> T:
         from ..store.rpc import RpcStore
 
-        store = RpcStore(server_address())
-        try:
-            return await work(store)
-        finally:
-            await store.close()
+        async with connect() as client:
+            store = RpcStore(server_address(), client=client)
+            try:
+                return await work(store)
+            finally:
+                await store.close()
 
     return run(go())
 

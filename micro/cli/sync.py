@@ -13,7 +13,16 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from .common import Output, fail, parse_seconds, print_json, print_table, run, server_address
+from .common import (
+    Output,
+    connect,
+    fail,
+    parse_seconds,
+    print_json,
+    print_table,
+    run,
+    server_address,
+)
 
 if TYPE_CHECKING:
     from ..sync.rpc import RpcSync
@@ -39,11 +48,12 @@ def _run(work: Callable[[RpcSync], Awaitable[T]]) -> T:
     async def go() -> T:
         from ..sync.rpc import RpcSync
 
-        sync = RpcSync(server_address())
-        try:
-            return await work(sync)
-        finally:
-            await sync.close()
+        async with connect() as client:
+            sync = RpcSync(server_address(), client=client)
+            try:
+                return await work(sync)
+            finally:
+                await sync.close()
 
     return run(go())
 

@@ -10,6 +10,7 @@ when its endpoint is marked idempotent, since it may already have run.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
 import msgspec
@@ -46,7 +47,9 @@ class Client:
         timeout: float = _DEFAULT_TIMEOUT,
         max_frame: int = DEFAULT_MAX_FRAME,
         pool: ConnectionPool | None = None,
+        credentials: Callable[[], str | None] | None = None,
     ) -> None:
+        self.credentials = credentials  # the authorization value of this client's calls
         self.view = RegistryView(registry) if registry is not None else None
         self.select: Selector = selector_named(selector) if isinstance(selector, str) else selector
         self.timeout = timeout
@@ -233,11 +236,22 @@ class Client:
     ) -> tuple[float, dict[str, str] | None]:
         """The time a unary call may take (``timeout``, else the client's default) and the
         metadata it carries, bounded and extended by the call being handled (if any)."""
+        metadata = self.authorize(metadata)
         wait, metadata = inherit(
             self.timeout if timeout is None else timeout, metadata, service, endpoint
         )
         assert wait is not None
         return wait, metadata
+
+    def authorize(self, metadata: dict[str, str] | None) -> dict[str, str] | None:
+        """``metadata`` with this client's credentials, unless it carries its own: a service
+        calls as itself, not with the token of the call it is handling."""
+        if self.credentials is None or (metadata is not None and "authorization" in metadata):
+            return metadata
+        header = self.credentials()
+        if header is None:
+            return metadata
+        return {**metadata, "authorization": header} if metadata else {"authorization": header}
 
     async def _pick(self, service: str, tried: list[str]) -> str:
         view = self.view

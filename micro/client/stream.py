@@ -56,7 +56,8 @@ class Stream:
         if self._conn is not None:
             return
         client = self._client
-        wait, metadata = inherit(self._timeout, self._metadata, self.service, self.endpoint)
+        metadata = self._client.authorize(self._metadata)
+        wait, metadata = inherit(self._timeout, metadata, self.service, self.endpoint)
         address = self._address or await client._pick(self.service, [])
         try:
             conn = await client.pool.get(address)

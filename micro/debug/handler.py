@@ -6,6 +6,7 @@ import re
 
 from ..context import Context
 from ..errors import bad_request
+from ..service.endpoint import public
 from . import StatsSnapshot
 from .messages import Empty, HealthResponse, TraceRequest, TraceResponse
 from .stats import Stats
@@ -41,6 +42,7 @@ class DebugHandler:
         """The spans of one trace that this service recorded (an empty list if none)."""
         return TraceResponse(self._recorder.trace(check_trace_id(req.trace_id)))
 
+    @public
     async def health(self, ctx: Context, req: Empty) -> HealthResponse:
         """``ok`` and the uptime in seconds."""
         return HealthResponse("ok", self._stats.uptime)

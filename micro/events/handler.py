@@ -1,16 +1,34 @@
-"""The ``events`` RPC service: a thin layer over whichever events backend runs it."""
+"""The ``events`` RPC service: a thin layer over whichever events backend runs it.
+
+With ``tenancy`` on (see :mod:`micro.auth.tenancy`), topics are namespaced transparently:
+for a caller confined to namespace ``N`` other than ``micro``, topic ``t`` is stored as
+``f"{N}--{t}"`` (:data:`TOPIC_SEP`) and every topic in answers and events (``topic``, a
+dead-lettered event's ``dead_letter.topic``, ``TopicInfo.name``, names in error details) is
+shown without the prefix; ``Topics`` lists only the caller's topics and ``Purge`` counts only
+the events removed from them. Topics of ``micro`` are stored unprefixed (callers of
+``micro`` see only unprefixed topics). The default dead-letter topic ``f"{t}.dead"`` is
+therefore ``f"{N}--{t}.dead"``, inside the namespace too. Since topic names may use every
+character of ``[A-Za-z0-9_.-]``, a confined caller's topic (and dead-letter topic) may not
+contain ``--`` nor begin with ``-``: that keeps the stored names of different namespaces
+apart. Unrestricted callers (admins of ``micro``) and handlers with ``tenancy`` off see every
+topic as stored.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
+import msgspec
+
+from ..auth import DEFAULT_NAMESPACE
+from ..auth.tenancy import caller_namespace
 from ..context import Context
 from ..errors import MicroError, WireError, bad_request, not_found
 from ..service.endpoint import idempotent
-from . import Ack, Consumer, Event, Events, Start
-from ._options import ID
+from . import Ack, Consumer, Event, Events, Start, TopicInfo
+from ._options import ID, check_name
 from .messages import (
     ConsumeIn,
     ConsumeOut,
@@ -24,52 +42,158 @@ from .messages import (
     TopicsResponse,
 )
 
-__all__ = ["EventsHandler"]
+__all__ = ["TOPIC_SEP", "EventsHandler"]
 
 _BATCH = 256  # most events per stream message
 _REMEMBERED = 10_000  # deliveries remembered beyond max_ack_pending (see _Session.sent)
+_MAX_NAME = 255  # longest stored topic name (NAME_PATTERN)
+
+TOPIC_SEP = "--"
+"""Between the namespace and the topic in a stored topic name (see the module docstring)."""
+_DEAD_LETTER_TOPIC = "dead_letter.topic"
+
+
+class _Topics:
+    """How a caller confined to ``namespace`` names topics: ``stored`` maps its names to the
+    backend's (checking them), ``shown`` maps back (None: not the caller's topic)."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+        self.prefix = "" if namespace == DEFAULT_NAMESPACE else namespace + TOPIC_SEP
+
+    def stored(self, topic: str, what: str = "topic") -> str:
+        check_name(topic, what)
+        if TOPIC_SEP in topic or topic.startswith("-"):
+            raise bad_request(
+                ID,
+                f"{what} {topic!r} must not contain {TOPIC_SEP!r} nor begin with '-' "
+                "(they separate namespaces)",
+            )
+        if len(self.prefix) + len(topic) > _MAX_NAME:
+            raise bad_request(
+                ID,
+                f"{what} {topic!r} is too long: at most {_MAX_NAME - len(self.prefix)} "
+                f"characters in namespace {self.namespace!r}",
+            )
+        return self.prefix + topic
+
+    def shown(self, stored: str) -> str | None:
+        if not stored.startswith(self.prefix):
+            return None
+        topic = stored[len(self.prefix) :]
+        if not topic or TOPIC_SEP in topic or topic.startswith("-"):
+            return None
+        return topic
+
+    def event(self, event: Event) -> Event:
+        topic = self.shown(event.topic) or event.topic
+        dead = event.metadata.get(_DEAD_LETTER_TOPIC)
+        if dead is not None and (original := self.shown(dead)) is not None and original != dead:
+            metadata = {**event.metadata, _DEAD_LETTER_TOPIC: original}
+            return msgspec.structs.replace(event, topic=topic, metadata=metadata)
+        return event if topic == event.topic else msgspec.structs.replace(event, topic=topic)
+
+    def info(self, info: TopicInfo) -> TopicInfo:
+        name = self.shown(info.name) or info.name
+        return info if name == info.name else msgspec.structs.replace(info, name=name)
+
+    def error(self, err: MicroError, names: dict[str, str]) -> MicroError:
+        """``err`` with the stored names in its detail replaced by the caller's."""
+        detail = err.detail
+        for stored, shown in names.items():
+            if stored != shown:
+                detail = detail.replace(repr(stored), repr(shown))
+        return err if detail == err.detail else MicroError(err.id, err.code, detail, err.status)
 
 
 class EventsHandler:
     """Serves ``Events.Publish``, ``Read``, ``Topics``, ``Retention``, ``Purge`` and
     ``Consume`` (a bidirectional stream, see :mod:`micro.events.messages`). Reads are marked
-    idempotent (safe to retry)."""
+    idempotent (safe to retry). ``tenancy``: keep each caller's namespace apart."""
 
-    def __init__(self, backend: Events) -> None:
+    def __init__(self, backend: Events, *, tenancy: bool = False) -> None:
         self._backend = backend
+        self.tenancy = tenancy
+
+    def _topics(self, ctx: Context) -> _Topics | None:
+        """The caller's naming of topics; None: names as stored."""
+        if not self.tenancy:
+            return None
+        namespace = caller_namespace(ctx)
+        return None if namespace is None else _Topics(namespace)
 
     async def publish(self, ctx: Context, req: PublishRequest) -> Ack:
         """Append an event; answer once it is durable."""
-        return await self._backend.publish(
-            req.topic,
-            req.body,
-            metadata=req.metadata,
-            key=req.key,
-            message_id=req.message_id,
-            deliver_at=req.deliver_at,
-        )
+        names = self._topics(ctx)
+        topic = req.topic if names is None else names.stored(req.topic)
+        try:
+            ack = await self._backend.publish(
+                topic,
+                req.body,
+                metadata=req.metadata,
+                key=req.key,
+                message_id=req.message_id,
+                deliver_at=req.deliver_at,
+            )
+        except MicroError as err:
+            if names is None:
+                raise
+            raise names.error(err, {topic: req.topic}) from None
+        return ack if names is None else msgspec.structs.replace(ack, topic=req.topic)
 
     @idempotent
     async def read(self, ctx: Context, req: ReadRequest) -> ReadResponse:
         """Stored events from a sequence or time."""
         start: Start = req.start  # type: ignore[assignment]  # validated by the backend
-        return ReadResponse(await self._backend.read(req.topic, start=start, limit=req.limit))
+        names = self._topics(ctx)
+        topic = req.topic if names is None else names.stored(req.topic)
+        try:
+            events = await self._backend.read(topic, start=start, limit=req.limit)
+        except MicroError as err:
+            if names is None:
+                raise
+            raise names.error(err, {topic: req.topic}) from None
+        if names is not None:
+            events = [names.event(e) for e in events]
+        return ReadResponse(events)
 
     @idempotent
     async def topics(self, ctx: Context, req: Empty) -> TopicsResponse:
-        """Every topic."""
-        return TopicsResponse(await self._backend.topics())
+        """Every topic (with tenancy: the caller's namespace's)."""
+        infos = await self._backend.topics()
+        names = self._topics(ctx)
+        if names is None:
+            return TopicsResponse(infos)
+        return TopicsResponse([names.info(i) for i in infos if names.shown(i.name) is not None])
 
     async def retention(self, ctx: Context, req: RetentionRequest) -> TopicsResponse:
         """Set a topic's retention; answer with the topic."""
-        info = await self._backend.retention(
-            req.topic, max_age=req.max_age, max_events=req.max_events, max_bytes=req.max_bytes
-        )
-        return TopicsResponse([info])
+        names = self._topics(ctx)
+        topic = req.topic if names is None else names.stored(req.topic)
+        try:
+            info = await self._backend.retention(
+                topic, max_age=req.max_age, max_events=req.max_events, max_bytes=req.max_bytes
+            )
+        except MicroError as err:
+            if names is None:
+                raise
+            raise names.error(err, {topic: req.topic}) from None
+        return TopicsResponse([info if names is None else names.info(info)])
 
     async def purge(self, ctx: Context, req: Empty) -> PurgeResponse:
-        """Apply retention now."""
-        return PurgeResponse(await self._backend.purge())
+        """Apply retention now (to every topic); answer how many events were removed (with
+        tenancy: from the caller's topics, as their first sequence moved)."""
+        names = self._topics(ctx)
+        if names is None:
+            return PurgeResponse(await self._backend.purge())
+        before = {i.name: i.first_sequence for i in await self._backend.topics()}
+        await self._backend.purge()
+        removed = sum(
+            max(0, i.first_sequence - before.get(i.name, i.first_sequence))
+            for i in await self._backend.topics()
+            if names.shown(i.name) is not None
+        )
+        return PurgeResponse(removed)
 
     async def consume(
         self, ctx: Context, req: AsyncIterator[ConsumeIn]
@@ -84,17 +208,32 @@ class EventsHandler:
         if opening is None:
             raise bad_request(ID, "the first message of Events.Consume must carry 'open'")
         start: Start = opening.start  # type: ignore[assignment]  # validated by the backend
-        consumer = await self._backend.consume(
-            opening.topic,
-            opening.group,
-            start=start,
-            auto_ack=False,  # the client acks what it hands out (see messages)
-            ack_wait=opening.ack_wait,
-            max_deliver=opening.max_deliver,
-            dead_letter_topic=opening.dead_letter_topic,
-            max_ack_pending=opening.max_ack_pending,
-        )
-        session = _Session(consumer, first.credit, opening.max_ack_pending + _REMEMBERED)
+        names = self._topics(ctx)
+        topic, dead = opening.topic, opening.dead_letter_topic
+        if names is not None:
+            topic = names.stored(opening.topic)
+            if dead:
+                dead = names.stored(dead, "dead_letter_topic")
+        try:
+            consumer = await self._backend.consume(
+                topic,
+                opening.group,
+                start=start,
+                auto_ack=False,  # the client acks what it hands out (see messages)
+                ack_wait=opening.ack_wait,
+                max_deliver=opening.max_deliver,
+                dead_letter_topic=dead,
+                max_ack_pending=opening.max_ack_pending,
+            )
+        except MicroError as err:
+            if names is None:
+                raise
+            shown = {topic: opening.topic, f"{topic}.dead": f"{opening.topic}.dead"}
+            if dead and opening.dead_letter_topic:
+                shown[dead] = opening.dead_letter_topic
+            raise names.error(err, shown) from None
+        show = None if names is None else names.event
+        session = _Session(consumer, first.credit, opening.max_ack_pending + _REMEMBERED, show)
         try:
             yield ConsumeOut(ready=True)
             async for out in session.run(req):
@@ -107,8 +246,15 @@ class _Session:
     """One ``Events.Consume`` stream: a pump sending events while there is credit, and a
     reader applying the client's credit, acks and nacks; both feed one outbound queue."""
 
-    def __init__(self, consumer: Consumer, credit: int, remember: int) -> None:
+    def __init__(
+        self,
+        consumer: Consumer,
+        credit: int,
+        remember: int,
+        show: Callable[[Event], Event] | None = None,
+    ) -> None:
         self.consumer = consumer
+        self.show = show  # how the caller sees an event (tenancy: topic names unprefixed)
         self.credit = max(0, credit)
         self.more_credit = asyncio.Event()
         self.out: asyncio.Queue[ConsumeOut | None] = asyncio.Queue()
@@ -167,8 +313,9 @@ class _Session:
         event = self.sent.pop(settle.sequence, None)
         if event is None or event.deliveries != settle.deliveries:
             raise not_found(
-                ID, f"event {settle.sequence} (delivery {settle.deliveries}) is not in flight "
-                "at this consumer"
+                ID,
+                f"event {settle.sequence} (delivery {settle.deliveries}) is not in flight "
+                "at this consumer",
             )
         return event
 
@@ -187,6 +334,8 @@ class _Session:
                     self.sent[event.sequence] = event
                 while len(self.sent) > self.remember:
                     self.sent.popitem(last=False)
+                if self.show is not None:
+                    events = [self.show(e) for e in events]
                 self.out.put_nowait(ConsumeOut(events=events))
         finally:
             self.out.put_nowait(None)

@@ -8,17 +8,23 @@ them against its types. RPC errors become their HTTP status with the error as th
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qsl
 
 import msgspec
 from aiohttp import web
 
+from ..auth import Tokens
+from ..auth.guard import Guard, bearer
+from ..auth.session import API_KEY_PREFIX
+from ..auth.tenancy import qualified
 from ..client import Client
 from ..debug import Instrumentation, instrument
 from ..debug.trace import span
-from ..errors import MicroError, bad_request
+from ..errors import MicroError, bad_request, unauthorized
 from ..transport.client import split_address
 from ..transport.frames import Codec
 from .resolve import resolve
@@ -30,14 +36,28 @@ log = logging.getLogger("micro.gateway")
 _JSON = "application/json"
 _MAX_BODY = 4 * 1024 * 1024 - 4096
 _FORWARDED_PREFIX = "micro-"
+_COOKIE = "micro-token"
+_MAX_KEYS = 10_000
 _json = msgspec.json.Encoder()
 
 
 class Gateway:
     """Serves HTTP on ``address`` and forwards calls through ``client``."""
 
-    def __init__(self, client: Client, address: str = "127.0.0.1:8080", timeout: float = 10.0):
+    def __init__(
+        self,
+        client: Client,
+        address: str = "127.0.0.1:8080",
+        timeout: float = 10.0,
+        *,
+        guard: Guard | None = None,
+        exchange: Callable[[str], Awaitable[Tokens]] | None = None,
+    ):
         self.client = client
+        # auth at the edge (the service checks again): who calls, may they call it
+        self.guard = guard
+        self._exchange = exchange
+        self._keys: dict[str, Tokens] = {}  # sha256(API key) -> its current access token
         self.address = address
         self.timeout = timeout
         self.debug: Instrumentation = instrument("gateway")
@@ -80,7 +100,9 @@ class Gateway:
                 for k, v in request.headers.items()
                 if k.lower().startswith(_FORWARDED_PREFIX)
             }
-            if auth := request.headers.get("Authorization"):
+            if self.guard is not None:
+                service = await self._authorize(request, service, endpoint, metadata)
+            elif auth := request.headers.get("Authorization"):
                 metadata["authorization"] = auth
             where = f"{request.method} {request.path}"
             parent = request.headers.get("traceparent")
@@ -103,6 +125,52 @@ class Gateway:
                     (time.perf_counter() - started) * 1000,
                 )
         return web.Response(body=reply, content_type=_JSON)
+
+    async def _authorize(
+        self, request: web.Request, service: str, endpoint: str, metadata: dict[str, str]
+    ) -> str:
+        """Verify the caller (``Authorization: Bearer`` with an access token or an API key,
+        or the ``micro-token`` cookie), apply the rules and forward the access token; the
+        service to call (a caller of namespace N reaches N's services)."""
+        guard = self.guard
+        assert guard is not None
+        header = request.headers.get("Authorization") or request.cookies.get(_COOKIE, "")
+        claims = None
+        if header:
+            token = bearer(header)
+            if token.startswith(API_KEY_PREFIX):
+                token = await self._access_for(token)
+            claims = await guard.verifier.verify_async(token)
+            metadata["authorization"] = f"Bearer {token}"
+        if claims is not None:
+            service = qualified(claims.namespace, service)
+        guard.check(claims, service, endpoint, await self._public(service, endpoint))
+        return service
+
+    async def _public(self, service: str, endpoint: str) -> bool:
+        """Whether the registry says ``service``/``endpoint`` is marked public."""
+        view = self.client.view
+        if view is None:
+            return False
+        try:
+            await view.load(service)
+        except MicroError:
+            return False
+        info = view.endpoint(service, endpoint)
+        return info is not None and info.metadata.get("public") == "true"
+
+    async def _access_for(self, api_key: str) -> str:
+        """An access token for ``api_key``, exchanged once and reused until near expiry."""
+        if self._exchange is None:
+            raise unauthorized("gateway", "API keys are not accepted here")
+        digest = hashlib.sha256(api_key.encode()).hexdigest()
+        tokens = self._keys.get(digest)
+        if tokens is None or tokens.expiry - 30 <= time.time():
+            tokens = await self._exchange(api_key)
+            if len(self._keys) >= _MAX_KEYS:
+                self._keys.clear()
+            self._keys[digest] = tokens
+        return tokens.access_token
 
     async def _body(self, request: web.Request) -> bytes:
         if request.method in ("GET", "DELETE", "HEAD"):

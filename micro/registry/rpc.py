@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from ..client import Client
 from . import Event, ServiceInfo
@@ -23,9 +23,15 @@ SERVICE = "registry"
 class RpcRegistry:
     """Talks to the registry service at ``address`` (``host:port`` of ``micro server``)."""
 
-    def __init__(self, address: str, client: Client | None = None, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        address: str,
+        client: Client | None = None,
+        timeout: float = 5.0,
+        credentials: Callable[[], str | None] | None = None,
+    ) -> None:
         self.address = address
-        self._client = client or Client()
+        self._client = client or Client(credentials=credentials)
         self._owns_client = client is None
         self._timeout = timeout
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from ..config import Config
@@ -35,7 +35,7 @@ from ._logs import read_logs
 from ._registry import is_registered, take_out
 from ._spec import prepare, resolve_env
 from ._state import ServiceRecord, StateFile, stop_orphan
-from ._supervisor import Hooks, Options, Supervisor
+from ._supervisor import Hooks, Options, SpawnError, Supervisor
 from ._venv import Venvs
 
 __all__ = ["LocalRuntime"]
@@ -75,6 +75,7 @@ class LocalRuntime:
         update_timeout: float = 30.0,
         ready_after: float = 1.0,
         drain_delay: float = 1.0,
+        credentials: Callable[[ServiceSpec], Awaitable[dict[str, str]]] | None = None,
     ) -> None:
         if not 0 < backoff_initial <= backoff_max:
             raise ValueError("backoff_initial must be positive and at most backoff_max")
@@ -96,6 +97,8 @@ class LocalRuntime:
         self.update_timeout = update_timeout
         self.ready_after = ready_after
         self.drain_delay = drain_delay
+        # the environment that logs a new process in (a service account: micro.auth)
+        self._credentials = credentials
         self._events = StatusEvents(events)
         self._venvs = Venvs(self.data_dir / "venvs", python)
         self._hooks = Hooks(
@@ -265,7 +268,13 @@ class LocalRuntime:
             log.error("runtime: %s: %s", spec.name, exc.detail)
 
     async def _resolve_env(self, spec: ServiceSpec) -> dict[str, str]:
-        return await resolve_env(spec, self.config)
+        env = await resolve_env(spec, self.config)
+        if self._credentials is not None:
+            try:
+                env.update(await self._credentials(spec))
+            except MicroError as exc:
+                raise SpawnError(f"cannot create the service account: {exc.detail}") from None
+        return env
 
     async def _ready(self, member: Supervisor) -> bool:
         """True once the new instance can take calls: registered, or up for a while."""

@@ -20,13 +20,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
+import socket
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..auth import DEFAULT_NAMESPACE
 from ..broker.handler import BrokerHandler
 from ..client import Client
 from ..config.handler import ConfigHandler
+from ..errors import MicroError
 from ..events.handler import EventsHandler
 from ..gateway import Gateway
 from ..monitor.handler import MonitorHandler
@@ -47,6 +52,17 @@ __all__ = ["MicroServer", "ServerOptions"]
 log = logging.getLogger("micro.server")
 
 
+def announce_admin(password: str) -> None:
+    """Print the first admin password, once, where the operator sees it."""
+    print(
+        "\n  micro server: created the account 'admin' with the password\n\n"
+        f"      {password}\n\n  It is shown only this once (only its hash is kept). "
+        "On this machine the CLI\n  logs in by itself; elsewhere: micro login --id admin\n",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 @dataclass(frozen=True)
 class ServerOptions:
     """Where the server listens and keeps state."""
@@ -57,6 +73,7 @@ class ServerOptions:
     runtime: bool = True  # supervise services started with `micro run`
     reap_interval: float = 1.0
     profile: str = field(default_factory=lambda: Settings.from_env().profile)  # local|cluster
+    auth: bool = True  # False: no auth at all (tests of other parts only; never in production)
 
 
 class MicroServer:
@@ -79,6 +96,12 @@ class MicroServer:
         self.gateway: Gateway | None = None
         self.runtime: Any = None
         self.services: list[Service] = []
+        self.auth: Any = None  # micro.auth.core.AuthCore once started (None: auth off)
+        self.guard: Any = None  # the core services' and gateway's micro.auth.guard.Guard
+        self.tokens: Any = None  # the token service's backend
+        self.ca: Any = None  # the identity service's micro.identity.ca.CertificateAuthority
+        self.admin_password: str | None = None  # set on the first start only
+        self._service_secrets: dict[str, str] = {}
         self._reaper: asyncio.Task[None] | None = None
 
     @property
@@ -89,7 +112,12 @@ class MicroServer:
     def _core(self, name: str, handler: object, handler_name: str) -> Service:
         settings = Settings(server=self.rpc.address, data_dir=self.options.data_dir)
         svc = Service(
-            name, registry=self.registry, client=self.client, settings=settings, register_ttl=60.0
+            name,
+            registry=self.registry,
+            client=self.client,
+            settings=settings,
+            register_ttl=60.0,
+            auth=self.guard if self.guard is not None else False,
         )
         svc.handler(handler, name=handler_name)
         return svc
@@ -103,13 +131,16 @@ class MicroServer:
             self._reaper = asyncio.get_running_loop().create_task(
                 self.registry.run_reaper(self.options.reap_interval)
             )
+        await self._start_auth()
+        tenancy = self.auth is not None  # namespaces kept apart once callers are known
         for name, handler in (
-            ("registry", RegistryHandler(self.registry)),
+            ("registry", RegistryHandler(self.registry, tenancy=tenancy)),
             ("broker", BrokerHandler(self.broker)),
-            ("store", StoreHandler(self.store)),
-            ("config", ConfigHandler(self.config)),
-            ("events", EventsHandler(self.events)),
+            ("store", StoreHandler(self.store, tenancy=tenancy)),
+            ("config", ConfigHandler(self.config, tenancy=tenancy)),
+            ("events", EventsHandler(self.events, tenancy=tenancy)),
             ("sync", SyncHandler(self.sync)),
+            *self._security_handlers(),
         ):
             self.services.append(self._core(name, handler, name.capitalize()))
         self.monitor = Monitor(self.registry, self.client, self.events, self.store)
@@ -124,10 +155,16 @@ class MicroServer:
                 registry=self.registry,
                 events=self.events,
                 config=self.config,
+                credentials=self._service_account if self.auth is not None else None,
             )
             self.services.append(self._core("runtime", RuntimeHandler(self.runtime), "Runtime"))
         if self.options.gateway is not None:
-            self.gateway = Gateway(self.client, self.options.gateway)
+            self.gateway = Gateway(
+                self.client,
+                self.options.gateway,
+                guard=self.guard,
+                exchange=self.auth.exchange if self.auth is not None else None,
+            )
             # the gateway's spans and stats, served like any service's (micro trace, stats)
             self.services.append(self._core("gateway", self.gateway.debug.handler, "Debug"))
         for svc in self.services:
@@ -144,6 +181,86 @@ class MicroServer:
             self.options.data_dir,
         )
 
+    async def _start_auth(self) -> None:
+        """Open the auth service's state, create the first admin (printing its password
+        once), write the local admin credential and build the guard of the core services."""
+        if not self.options.auth:
+            log.warning("micro server: auth is OFF: every caller may call everything")
+            return
+        from ..auth.core import AuthCore
+        from ..auth.guard import Guard
+        from ..identity.ca import CertificateAuthority
+
+        self.auth = AuthCore(self.store)
+        self.ca = await CertificateAuthority.open(self.options.data_dir / "ca")
+        password = await self.auth.start()
+        if password is not None:
+            self.admin_password = password
+            announce_admin(password)
+        await self._local_credential()
+        self.guard = Guard(self.auth.verifier(), lambda: self.auth_rules(), namespace=None)
+        await self.guard.start()
+
+    async def auth_rules(self) -> list[Any]:
+        """The rules the core services and the gateway apply."""
+        assert self.auth is not None
+        return list(await self.auth.list_rules(DEFAULT_NAMESPACE))
+
+    async def _local_credential(self) -> None:
+        """Keep an admin API key in ``<data dir>/credentials`` (0600) for the CLI and services
+        on this machine; a missing or no longer valid one is replaced."""
+        from ..auth.session import read_local_credential, write_local_credential
+
+        assert self.auth is not None
+        found = read_local_credential(self.options.data_dir)
+        if found is not None:
+            try:
+                await self.auth.exchange(found.api_key)
+                return
+            except MicroError:
+                pass
+        _, key = await self.auth.create_key("admin", name=f"local {socket.gethostname()}")
+        write_local_credential(self.options.data_dir, key, self.rpc.address)
+
+    async def _service_account(self, spec: Any) -> dict[str, str]:
+        """The environment that logs a service started by the runtime in as its own service
+        account (created on first use; a new secret per server run, kept in memory only)."""
+        from ..auth import SERVICE
+
+        assert self.auth is not None
+        secret = self._service_secrets.get(spec.name)
+        if secret is None:
+            try:
+                _, secret = await self.auth.create_account(
+                    spec.name, type="service", scopes=[SERVICE]
+                )
+            except MicroError as exc:
+                if exc.code != "conflict":
+                    raise
+                secret = secrets.token_urlsafe(24)
+                await self.auth.set_secret(spec.name, secret)
+            self._service_secrets[spec.name] = secret
+        return {
+            "MICRO_AUTH_ID": spec.name,
+            "MICRO_AUTH_SECRET": secret,
+            "MICRO_AUTH_NAMESPACE": DEFAULT_NAMESPACE,
+        }
+
+    def _security_handlers(self) -> list[tuple[str, object]]:
+        if self.auth is None:
+            return []
+        from ..auth.handler import AuthHandler
+        from ..identity.handler import IdentityHandler
+        from ..token.handler import TokenHandler
+        from ..token.store import StoreTokens
+
+        self.tokens = StoreTokens(self.store)
+        return [
+            ("auth", AuthHandler(self.auth)),
+            ("token", TokenHandler(self.tokens)),
+            ("identity", IdentityHandler(self.ca)),
+        ]
+
     async def stop(self) -> None:
         """Stop supervised services (their desired state is kept), the gateway and the core."""
         if self.monitor is not None:
@@ -159,6 +276,10 @@ class MicroServer:
             await svc.stop()
         self.services.clear()
         await self.rpc.stop(grace=5.0)
+        if self.guard is not None:
+            await self.guard.close()
+        if self.auth is not None:
+            await self.auth.close()
         await self.backends.close()
         if self._reaper is not None:
             self._reaper.cancel()

@@ -29,6 +29,8 @@ __all__ = ["Service"]
 log = logging.getLogger("micro.service")
 
 if TYPE_CHECKING:
+    from ..auth.guard import Guard
+    from ..auth.session import Session
     from ..config import Config
     from ..config.scoped import ScopedConfig
     from ..events import Events
@@ -69,6 +71,7 @@ class Service:
         register_ttl: float = 15.0,
         register_interval: float | None = None,
         max_frame: int = DEFAULT_MAX_FRAME,
+        auth: Guard | bool = True,
     ) -> None:
         if not _NAME.fullmatch(name):
             raise ValueError(
@@ -91,6 +94,12 @@ class Service:
         self._blocks: dict[str, object] = {k: v for k, v in given.items() if v is not None}
         self._made: list[str] = []  # blocks this service built, closed when it stops
         self._client = client
+        # auth: True = when connected to a server (registry from the profile), verify
+        # callers and log in with the credential found in the environment
+        # (micro.auth.session); a Guard = use that one; False = no auth
+        self._auth: Guard | bool = auth
+        self.guard: Guard | None = None
+        self.session: Session | None = None
         self.debug: Instrumentation = instrument(name)
         self.middleware = [*self.debug.middleware, *middleware]
         self._address = address
@@ -135,9 +144,15 @@ class Service:
     def client(self) -> Client:
         """A client that resolves service names through :attr:`registry`."""
         if self._client is None:
-            self._client = Client(self.registry, max_frame=self.max_frame)
+            self._client = Client(
+                self.registry, max_frame=self.max_frame, credentials=self.auth_header
+            )
             self._made_client = True
         return self._client
+
+    def auth_header(self) -> str | None:
+        """The ``authorization`` value this service's own calls carry (None: anonymous)."""
+        return self.session.header() if self.session is not None else None
 
     @property
     def store(self) -> ScopedStore:
@@ -201,9 +216,10 @@ class Service:
         events: Events | None = None,
         sync: Sync | None = None,
         settings: Settings | None = None,
+        auth: Guard | bool | None = None,
     ) -> None:
         """Replace blocks before :meth:`start` (tests use it to run a service against
-        in-process backends)."""
+        in-process backends; ``auth=False`` turns auth off)."""
         if self.server is not None:
             raise RuntimeError("cannot change the blocks of a running service")
         given = {
@@ -225,6 +241,8 @@ class Service:
             self._client, self._made_client = client, False
         if settings is not None:
             self._settings = settings
+        if auth is not None:
+            self._auth = auth
 
     def subscribe(
         self, topic: str, group: str | None = None
@@ -286,8 +304,13 @@ class Service:
             raise RuntimeError(f"service {self.name} has no handlers and no subscribers")
         if "Debug.Health" not in self.endpoints:
             self.handler(self.debug.handler, name="Debug")
+        await self._start_auth()
+        guard = self.guard
         for ep in self.endpoints.values():
-            ep.wrap(self.middleware)
+            if guard is None:
+                ep.wrap(self.middleware)
+            else:
+                ep.wrap([guard.middleware(self.name, ep.name, ep.public), *self.middleware])
         if server is None:
             router = Router()
             router.add(self.name, list(self.endpoints.values()))
@@ -304,6 +327,27 @@ class Service:
         await self._register(first=True)
         self._heartbeat = asyncio.get_running_loop().create_task(self._beat())
         log.info("%s %s serving on %s", self.name, self.version, self.address)
+
+    async def _start_auth(self) -> None:
+        """Log in with this service's credential and load what the guard needs."""
+        if self._auth is False:
+            return
+        if self._auth is not True:
+            self.guard = self._auth
+            return
+        if os.environ.get("MICRO_AUTH", "").lower() == "off":
+            log.warning("%s: MICRO_AUTH=off: every caller may call every endpoint", self.name)
+            return
+        self.registry  # noqa: B018 (built from the profile unless given)
+        if "registry" not in self._made:
+            # blocks handed in (tests, embedded use): no server to log in to
+            log.debug("%s: registry given, not connected to a server: auth off", self.name)
+            return
+        from ..auth.connect import connect_service
+
+        self.session, self.guard = await connect_service(
+            self.settings, self.client, self.name
+        )
 
     async def _register(self, first: bool = False) -> None:
         try:
@@ -349,6 +393,11 @@ class Service:
                 await hook()
             except Exception:
                 log.exception("%s: stop hook failed", self.name)
+        if self._auth is True:  # made by _start_auth
+            for part in (self.guard, self.session):
+                if part is not None:
+                    await part.close()
+            self.guard, self.session = None, None
         made, self._made = self._made, []
         closing = {name: self._blocks.pop(name) for name in made}
         registry = closing.pop("registry", None)  # closed last: the client still uses it

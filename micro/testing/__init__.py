@@ -34,7 +34,15 @@ from ..settings import Settings
 from ..store import Store
 from ..sync import Sync
 
-__all__ = ["ServiceTestClient", "eventually", "serve", "start_server"]
+__all__ = [
+    "ServiceTestClient",
+    "admin_client",
+    "admin_header",
+    "eventually",
+    "local_admin_client",
+    "serve",
+    "start_server",
+]
 
 T = TypeVar("T")
 
@@ -141,20 +149,68 @@ async def serve(
 
 
 async def start_server(
-    data_dir: Path, *, gateway: bool = True, runtime: bool = False
+    data_dir: Path, *, gateway: bool = True, runtime: bool = False, auth: bool = True
 ) -> MicroServer:
     """A started :class:`MicroServer` on free loopback ports, state in ``data_dir``.
-    Stop it with ``await server.stop()``."""
+    Stop it with ``await server.stop()``. With auth on (the default, as in production), call
+    it through :func:`admin_client`; ``auth=False`` is for tests of other parts only."""
     server = MicroServer(
         ServerOptions(
             address="127.0.0.1:0",
             gateway="127.0.0.1:0" if gateway else None,
             data_dir=data_dir,
             runtime=runtime,
+            auth=auth,
         )
     )
     await server.start()
     return server
+
+
+async def admin_header(server: MicroServer) -> str:
+    """An ``authorization`` value of the server's ``admin`` account (valid 15 minutes)."""
+    if server.auth is None:
+        raise RuntimeError("this server runs without auth")
+    tokens = await server.auth.issue(await server.auth.get_account("admin"))
+    return f"Bearer {tokens.access_token}"
+
+
+@asynccontextmanager
+async def local_admin_client(address: str, data_dir: Path) -> AsyncIterator[Client]:
+    """A client of the server at ``address`` calling with the local admin credential that
+    server keeps in ``data_dir`` (for a server running in another process)."""
+    from ..auth.rpc import RpcAuth
+    from ..auth.session import read_local_credential
+    from ..registry.rpc import RpcRegistry
+
+    credential = read_local_credential(data_dir)
+    if credential is None:
+        raise RuntimeError(f"no local credential in {data_dir}")
+    header: list[str | None] = [None]
+    registry = RpcRegistry(address, credentials=lambda: header[0])
+    client = Client(registry, credentials=lambda: header[0])
+    try:
+        tokens = await RpcAuth(address, client=client).exchange(credential.api_key)
+        header[0] = f"Bearer {tokens.access_token}"
+        yield client
+    finally:
+        await client.close()
+        await registry.close()
+
+
+@asynccontextmanager
+async def admin_client(server: MicroServer) -> AsyncIterator[Client]:
+    """A client of ``server`` calling as its ``admin`` account (anonymous without auth)."""
+    from ..registry.rpc import RpcRegistry
+
+    header = await admin_header(server) if server.auth is not None else None
+    registry = RpcRegistry(server.address, credentials=lambda: header)
+    client = Client(registry, credentials=lambda: header)
+    try:
+        yield client
+    finally:
+        await client.close()
+        await registry.close()
 
 
 async def eventually(

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import ssl as _ssl
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import MicroError, bad_request, too_large, unavailable
+from ..identity.peer import peer_identity
 from .connection import FramedProtocol
 from .deadlines import Deadlines
 from .frames import DEFAULT_MAX_FRAME, PREFACE, Frame, Kind, encode_parts
@@ -17,6 +20,7 @@ __all__ = [
     "ConnectionLost",
     "ConnectionPool",
     "DeadlineExceeded",
+    "SSLContextSource",
     "connect",
     "split_address",
 ]
@@ -24,6 +28,9 @@ __all__ = [
 _REQUEST = int(Kind.REQUEST)
 _RESPONSE = int(Kind.RESPONSE)
 _ERROR = int(Kind.ERROR)
+
+SSLContextSource = _ssl.SSLContext | Callable[[], _ssl.SSLContext]
+"""A TLS context for new connections, or a function giving the current one (rotation)."""
 
 
 class ConnectionLost(Exception):
@@ -45,10 +52,25 @@ class ClientConnection(FramedProtocol):
         self.streams: dict[int, InboundStream[Any]] = {}
         self.deadlines = Deadlines(self.loop, self._expire)
         self._lost: BaseException | None = None
+        self.identity = ""  # the server's SPIFFE id, over mutual TLS
+        self._confirm: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self._out += PREFACE
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            self.identity = peer_identity(ssl_object)
+
+    async def confirm(self) -> None:
+        """Wait until the server answers a PING on connection id 0.
+
+        Over TLS 1.3 the client's side of the handshake completes before the server has
+        checked the client's certificate; a server that refuses it only closes the
+        connection. Waiting for one answer makes that refusal a connect error."""
+        self._confirm = self.loop.create_future()
+        self.send(Frame(Kind.PING, 0))
+        await self._confirm
 
     def next_id(self) -> int:
         """A call id not used before on this connection."""
@@ -137,6 +159,10 @@ class ClientConnection(FramedProtocol):
                     stream.end()
             elif kind == Kind.PING:
                 self.send(Frame(Kind.PONG, frame.id))
+            elif kind == Kind.PONG and frame.id == 0:
+                waiter, self._confirm = self._confirm, None
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
 
     def oversized_frame(self, call_id: int, size: int) -> None:
         err = too_large(
@@ -156,6 +182,9 @@ class ClientConnection(FramedProtocol):
             f"connection to {self.address} lost" + (f": {reason}" if reason else "")
         )
         self.deadlines.close()
+        waiter, self._confirm = self._confirm, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(lost)
         pending, self.pending = self.pending, {}
         for fut in pending.values():
             if not fut.done():
@@ -173,22 +202,55 @@ def split_address(address: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-async def connect(address: str, max_frame: int = DEFAULT_MAX_FRAME) -> ClientConnection:
-    """Open a connection to a micro RPC server at ``host:port``."""
+async def connect(
+    address: str, max_frame: int = DEFAULT_MAX_FRAME, ssl: _ssl.SSLContext | None = None
+) -> ClientConnection:
+    """Open a connection to a micro RPC server at ``host:port``.
+
+    With ``ssl`` (a client context, see :mod:`micro.identity.tls`) the connection is TLS and
+    is returned only once the server has answered a PING, i.e. accepted this client's
+    certificate; a refusal raises ``OSError`` saying so."""
     host, port = split_address(address)
     loop = asyncio.get_running_loop()
+    if ssl is None:
+        _, proto = await loop.create_connection(
+            lambda: ClientConnection(address, max_frame), host, port
+        )
+        return proto
     _, proto = await loop.create_connection(
-        lambda: ClientConnection(address, max_frame), host, port
+        lambda: ClientConnection(address, max_frame),
+        host,
+        port,
+        ssl=ssl,
+        server_hostname=host,
     )
+    try:
+        await proto.confirm()
+    except ConnectionLost:
+        raise OSError(
+            f"TLS: {address} closed the connection after the handshake: it refused this "
+            "client's certificate (not trusted, revoked, expired or missing)"
+        ) from None
+    except BaseException:
+        proto.abort()
+        raise
     return proto
 
 
 class ConnectionPool:
     """One multiplexed connection per address, opened on first use and replaced when lost."""
 
-    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME, connect_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        connect_timeout: float = 5.0,
+        ssl: SSLContextSource | None = None,
+    ) -> None:
         self.max_frame = max_frame
         self.connect_timeout = connect_timeout
+        self.ssl = ssl
+        """TLS for every connection: a client context, or a function returning the current
+        one (each new connection calls it, so rotated credentials apply to new ones)."""
         self.conns: dict[str, ClientConnection] = {}
         self._connecting: dict[str, asyncio.Future[ClientConnection]] = {}
 
@@ -202,8 +264,12 @@ class ConnectionPool:
             return await asyncio.shield(waiting)
         fut: asyncio.Future[ClientConnection] = asyncio.get_running_loop().create_future()
         self._connecting[address] = fut
+        tls = self.ssl
+        context = tls() if callable(tls) else tls
         try:
-            conn = await asyncio.wait_for(connect(address, self.max_frame), self.connect_timeout)
+            conn = await asyncio.wait_for(
+                connect(address, self.max_frame, context), self.connect_timeout
+            )
         except (OSError, TimeoutError, ValueError) as exc:
             err = OSError(f"cannot connect to {address}: {exc or type(exc).__name__}")
             fut.set_exception(err)

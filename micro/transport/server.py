@@ -6,11 +6,13 @@ import asyncio
 import contextvars
 import functools
 import logging
+import ssl as _ssl
 import time
 from typing import Any
 
 from ..context import Context, _current
 from ..errors import MicroError, bad_request, internal, not_found, timeout, too_large
+from ..identity.peer import peer_identity
 from ..service.endpoint import Endpoint, StreamKind
 from .connection import FramedProtocol
 from .deadlines import Deadlines
@@ -84,12 +86,17 @@ class ServerConnection(FramedProtocol):
         self.deadlines = Deadlines(self.loop, self._expire)
         self._preface = b""
         self._peer = ""
+        self._identity = ""  # the client's SPIFFE id, over mutual TLS
         self._pressure = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # Over TLS this runs once the handshake is done: the peer's chain is verified.
         super().connection_made(transport)
         peer = transport.get_extra_info("peername")
         self._peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            self._identity = peer_identity(ssl_object)
         self.server.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -171,8 +178,11 @@ class ServerConnection(FramedProtocol):
         timeout_ms = frame.timeout
         deadline = time.monotonic() + timeout_ms / 1000 if timeout_ms > 0 else None
         metadata = frame.metadata
-        ctx = Context(metadata if metadata is not None else {}, deadline, frame.service, ep.name,
-                      self._peer)
+        ctx = Context(
+            metadata if metadata is not None else {}, deadline, frame.service, ep.name, self._peer
+        )
+        if self._identity:
+            ctx.identity = self._identity
         call = self.calls[call_id] = _Call()
         if kind is _UNARY:
             coro = self._run_unary(call_id, call, ep, ctx, codec, request)
@@ -260,8 +270,9 @@ class ServerConnection(FramedProtocol):
                     body = ep.encode_response(item, codec)
                     if len(body) > self.max_frame - 64:
                         raise too_large(
-                            ep.name, f"stream message of {len(body)} bytes exceeds the frame "
-                            f"limit of {self.max_frame}"
+                            ep.name,
+                            f"stream message of {len(body)} bytes exceeds the frame "
+                            f"limit of {self.max_frame}",
                         )
                     self.send(Frame(Kind.MESSAGE, call_id, body, codec))
                     await self.drain()
@@ -321,13 +332,21 @@ class RpcServer:
         self.errors_total = 0
         self._server: asyncio.Server | None = None
         self.address = ""
+        self.tls = False
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Listen on ``host:port`` (0 picks a free port); return the ``host:port`` bound."""
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 0, ssl: _ssl.SSLContext | None = None
+    ) -> str:
+        """Listen on ``host:port`` (0 picks a free port); return the ``host:port`` bound.
+
+        With ``ssl`` (a server context that requires client certificates, see
+        :mod:`micro.identity.tls`) every connection is TLS, and each call's
+        ``ctx.identity`` is the client certificate's SPIFFE id."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: ServerConnection(self), host, port, reuse_address=True
+            lambda: ServerConnection(self), host, port, reuse_address=True, ssl=ssl
         )
+        self.tls = ssl is not None
         sock_host, sock_port = self._server.sockets[0].getsockname()[:2]
         self.address = f"{sock_host}:{sock_port}"
         return self.address

@@ -17,7 +17,7 @@ from micro.events.rpc import RpcEvents
 from micro.registry.rpc import RpcRegistry
 from micro.server import MicroServer, ServerOptions
 from micro.store.rpc import RpcStore
-from micro.testing import eventually
+from micro.testing import admin_header, eventually
 
 from ._etcd import EtcdProcess, etcd_binary
 from ._nats import running_nats
@@ -56,7 +56,14 @@ async def test_engines_restart_in_turn_under_load(
             )
         )
         await server.start()
-        svc = Service("counter", registry=RpcRegistry(server.address), register_interval=0.5)
+        # auth stays on: tokens are verified locally and rules are cached, so calls go on
+        # while PostgreSQL (which holds the accounts) restarts
+        header = await admin_header(server)
+        svc = Service(
+            "counter",
+            registry=RpcRegistry(server.address, credentials=lambda: header),
+            register_interval=0.5,
+        )
 
         @svc.handler
         class Counter:
@@ -64,8 +71,10 @@ async def test_engines_restart_in_turn_under_load(
                 return Resp(req.n + 1)
 
         await svc.start()
-        store, events = RpcStore(server.address), RpcEvents(server.address)
-        client = Client(RpcRegistry(server.address))
+        client = Client(
+            RpcRegistry(server.address, credentials=lambda: header), credentials=lambda: header
+        )
+        store, events = RpcStore(server.address, client), RpcEvents(server.address, client)
         written: set[str] = set()
         published: set[int] = set()
         answered = 0

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from micro.errors import MicroError
-from micro.registry.rpc import RpcRegistry
+from micro.testing import local_admin_client
 from tests.e2e.conftest import free_port
 from tests.e2e.test_durability import _hammer, _present
 
@@ -26,33 +26,40 @@ def _start(env: dict[str, str], data: Path) -> tuple[subprocess.Popen[bytes], st
     data.mkdir()
     with open(data / "server.log", "wb") as log:  # the child keeps its own copy
         proc = subprocess.Popen(
-            [sys.executable, "-m", "micro.cli", "server", "--no-runtime",
-             "--address", f"127.0.0.1:{port}", "--gateway", f"127.0.0.1:{free_port()}",
-             "--data-dir", str(data)],
-            env=env, stdout=subprocess.DEVNULL, stderr=log,
+            [
+                sys.executable,
+                "-m",
+                "micro.cli",
+                "server",
+                "--no-runtime",
+                "--address",
+                f"127.0.0.1:{port}",
+                "--gateway",
+                f"127.0.0.1:{free_port()}",
+                "--data-dir",
+                str(data),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
         )
     return proc, f"127.0.0.1:{port}"
 
 
-async def _up(address: str) -> None:
+async def _up(address: str, data: Path) -> None:
     """Wait (bounded) until the server answers and its engines take a write and a publish."""
     from micro.events.rpc import RpcEvents
     from micro.store.rpc import RpcStore
 
-    registry, store, events = RpcRegistry(address), RpcStore(address), RpcEvents(address)
-    try:
-        for _ in range(300):
-            try:
-                await registry.list_services()
-                await store.write("warmup", "t", "k", b"v")
-                await events.publish("warmup.events", b"v")
+    for _ in range(300):
+        try:
+            async with local_admin_client(address, data) as client:
+                await client.view.registry.list_services()  # type: ignore[union-attr]
+                await RpcStore(address, client).write("warmup", "t", "k", b"v")
+                await RpcEvents(address, client).publish("warmup.events", b"v")
                 return
-            except MicroError:
-                await asyncio.sleep(0.1)
-    finally:
-        await registry.close()
-        await store.close()
-        await events.close()
+        except (MicroError, RuntimeError):  # RuntimeError: no local credential yet
+            await asyncio.sleep(0.1)
     raise AssertionError(f"server at {address} did not come up")
 
 
@@ -75,8 +82,8 @@ def test_killing_one_server_loses_nothing_acknowledged(
     a, a_address = _start(cluster_env, tmp_path / "a")
     b, b_address = _start(cluster_env, tmp_path / "b")
     try:
-        asyncio.run(_up(a_address))
-        asyncio.run(_up(b_address))
+        asyncio.run(_up(a_address, tmp_path / "a"))
+        asyncio.run(_up(b_address, tmp_path / "b"))
 
         def kill_soon() -> None:
             time.sleep(1.5)
@@ -84,12 +91,14 @@ def test_killing_one_server_loses_nothing_acknowledged(
 
         killer = threading.Thread(target=kill_soon)
         killer.start()
-        written, published = asyncio.run(_hammer(a_address, stop_after=30.0))
+        written, published = asyncio.run(_hammer(a_address, tmp_path / "a", stop_after=30.0))
         killer.join()
         a.wait(10)
         assert len(written) > 50 and len(published) > 50, (len(written), len(published))
 
-        keys, sequences = asyncio.run(_present(b_address))  # read through the survivor
+        keys, sequences = asyncio.run(
+            _present(b_address, tmp_path / "b")
+        )  # read through the survivor
         assert written <= keys, f"{len(written - keys)} acknowledged writes lost"
         assert published <= sequences, f"{len(published - sequences)} acknowledged events lost"
     finally:

@@ -14,7 +14,7 @@ from micro import Context, Service
 from micro.registry.rpc import RpcRegistry
 from micro.server import MicroServer, ServerOptions
 from micro.store.rpc import RpcStore
-from micro.testing import eventually
+from micro.testing import admin_client, admin_header, eventually
 
 
 class Req(msgspec.Struct):
@@ -65,7 +65,9 @@ async def test_a_service_registered_through_one_is_callable_through_the_other(
     two_servers: tuple[MicroServer, MicroServer],
 ) -> None:
     a, b = two_servers
-    svc = Service("greeter", registry=RpcRegistry(a.address))
+    # auth is on and its data is shared: a token issued by a is honoured by b
+    header = await admin_header(a)
+    svc = Service("greeter", registry=RpcRegistry(a.address, credentials=lambda: header))
 
     @svc.handler
     class Greeter:
@@ -78,18 +80,19 @@ async def test_a_service_registered_through_one_is_callable_through_the_other(
         url = f"http://{b.gateway.address}/greeter/call"
 
         async def answered() -> bool:
-            async with aiohttp.ClientSession() as http, http.post(url, json={"name": "B"}) as r:
+            auth = {"Authorization": header}
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(url, json={"name": "B"}, headers=auth) as r,
+            ):
                 return r.status == 200 and await r.json() == {"message": "Hello B"}
 
         await eventually(answered, timeout=10, message="call through the other server")
         # data written through one server is read through the other
-        via_a, via_b = RpcStore(a.address), RpcStore(b.address)
-        try:
+        async with admin_client(a) as client_a, admin_client(b) as client_b:
+            via_a, via_b = RpcStore(a.address, client_a), RpcStore(b.address, client_b)
             await via_a.write("micro", "shared", "k", b"v")
             (record,) = await via_b.read("micro", "shared", "k")
-        finally:
-            await via_a.close()
-            await via_b.close()
         assert record.value == b"v"
         # with server a gone, b keeps serving (the node registered through a lives in etcd)
         await a.stop()

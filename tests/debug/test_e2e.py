@@ -31,6 +31,7 @@ from micro.debug.trace import format_traceparent, new_span_id, new_trace_id, spa
 from micro.errors import MicroError, bad_request
 from micro.server import MicroServer
 from micro.transport.frames import Codec
+from tests.noauth import micro_server  # noqa: F401 (auth off: not what these test)
 
 
 class Req(msgspec.Struct):

@@ -11,20 +11,28 @@ import asyncio
 import signal
 import threading
 import time
+from pathlib import Path
 
 from micro.errors import MicroError
 from micro.events.rpc import RpcEvents
 from micro.store.rpc import RpcStore
+from micro.testing import local_admin_client
 
 from .conftest import ServerProcess
 
 DB, TABLE, TOPIC = "durability", "writes", "durability.events"
 
 
-async def _hammer(address: str, stop_after: float) -> tuple[set[str], set[int]]:
+async def _hammer(address: str, data: Path, stop_after: float) -> tuple[set[str], set[int]]:
     """Write and publish with 16 of each in flight until the server dies; return what was
     acknowledged."""
-    store, events = RpcStore(address), RpcEvents(address)
+    async with local_admin_client(address, data) as client:
+        return await _hammer_with(RpcStore(address, client), RpcEvents(address, client), stop_after)
+
+
+async def _hammer_with(
+    store: RpcStore, events: RpcEvents, stop_after: float
+) -> tuple[set[str], set[int]]:
     written: set[str] = set()
     published: set[int] = set()
     deadline = time.monotonic() + stop_after
@@ -58,8 +66,12 @@ async def _hammer(address: str, stop_after: float) -> tuple[set[str], set[int]]:
     return written, published
 
 
-async def _present(address: str) -> tuple[set[str], set[int]]:
-    store, events = RpcStore(address), RpcEvents(address)
+async def _present(address: str, data: Path) -> tuple[set[str], set[int]]:
+    async with local_admin_client(address, data) as client:
+        return await _present_with(RpcStore(address, client), RpcEvents(address, client))
+
+
+async def _present_with(store: RpcStore, events: RpcEvents) -> tuple[set[str], set[int]]:
     try:
         keys = set(await store.list_keys(DB, TABLE, limit=1_000_000))
         sequences: set[int] = set()
@@ -87,13 +99,13 @@ def test_acknowledged_writes_and_events_survive_sigkill(server: ServerProcess) -
 
     killer = threading.Thread(target=kill_soon)
     killer.start()
-    written, published = asyncio.run(_hammer(address, stop_after=30.0))
+    written, published = asyncio.run(_hammer(address, server.data_dir, stop_after=30.0))
     killer.join()
     proc.wait(10)
     assert len(written) > 100 and len(published) > 100, (len(written), len(published))
 
     server.proc = None
     server.start()
-    keys, sequences = asyncio.run(_present(address))
+    keys, sequences = asyncio.run(_present(address, server.data_dir))
     assert written <= keys, f"{len(written - keys)} acknowledged writes lost"
     assert published <= sequences, f"{len(published - sequences)} acknowledged events lost"

@@ -67,7 +67,7 @@ def test_quickstart_flow(server: ServerProcess, tmp_path: Path) -> None:
     assert [json.loads(line)["message"] for line in streamed.stdout.splitlines()] == [
         "Hello B #1",
         "Hello B #2",
-    ]
+    ], streamed.stderr
 
     # micro new: the scaffold runs as generated
     created = server.micro("new", "greeter", cwd=tmp_path)

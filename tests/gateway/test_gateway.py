@@ -12,6 +12,7 @@ import pytest
 from micro import Context, Service, conflict
 from micro.registry import Node, ServiceInfo
 from micro.server import MicroServer
+from tests.noauth import micro_server  # noqa: F401 (auth off: not what these test)
 
 
 class Req(msgspec.Struct):

@@ -21,6 +21,7 @@ from micro.registry.memory import MemoryRegistry
 from micro.server import MicroServer
 from micro.testing import eventually
 from micro.testing.conformance.clock import FakeClock
+from tests.noauth import micro_server  # noqa: F401 (auth off: not what these test)
 
 from .support import target_service
 
@@ -161,7 +162,7 @@ async def test_a_node_killed_with_sigkill_is_deregistered_within_the_window(
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         str(script),
-        env={"MICRO_SERVER": micro_server.address, "PATH": "/usr/bin:/bin"},
+        env={"MICRO_SERVER": micro_server.address, "MICRO_AUTH": "off", "PATH": "/usr/bin:/bin"},
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
     )

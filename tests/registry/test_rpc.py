@@ -12,6 +12,7 @@ from micro.registry import Event, Node, ServiceInfo
 from micro.registry.rpc import RpcRegistry
 from micro.server import MicroServer
 from micro.testing import eventually
+from tests.noauth import micro_server  # noqa: F401 (auth off: not what these test)
 
 
 class Req(msgspec.Struct):

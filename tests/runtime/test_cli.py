@@ -35,7 +35,7 @@ def _app() -> typer.Typer:
 
 
 async def test_instances_from_the_cli(
-    runtime: LocalRuntime, rpc: RpcRuntime, sources: Path  # noqa: F811
+    runtime: LocalRuntime, rpc: RpcRuntime, sources: Path
 ) -> None:
     app, runner = _app(), CliRunner()
     env = {"MICRO_SERVER": rpc.address, "COLUMNS": "200"}
@@ -84,7 +84,7 @@ async def test_instances_from_the_cli(
     assert code == 0 and await runtime.read() == []
 
 
-async def test_bad_flags_are_refused(rpc: RpcRuntime, sources: Path) -> None:  # noqa: F811
+async def test_bad_flags_are_refused(rpc: RpcRuntime, sources: Path) -> None:
     app, runner = _app(), CliRunner()
     source = str(write_source(sources, "x", SLEEPER))
     for args, message in [
@@ -100,7 +100,7 @@ async def test_bad_flags_are_refused(rpc: RpcRuntime, sources: Path) -> None:  #
 
 
 async def test_run_from_a_git_branch(
-    runtime: LocalRuntime, rpc: RpcRuntime, tmp_path: Path  # noqa: F811
+    runtime: LocalRuntime, rpc: RpcRuntime, tmp_path: Path
 ) -> None:
     from .test_git import _commit, _git
 

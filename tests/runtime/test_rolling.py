@@ -75,8 +75,13 @@ class Cluster:
 
 
 @pytest.fixture
-async def cluster(tmp_path: Path, sources: Path) -> AsyncIterator[Cluster]:
-    server = await start_server(tmp_path / "server", gateway=False)
+async def cluster(
+    tmp_path: Path, sources: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Cluster]:
+    # the rolling logic is under test, not auth: this runtime is not the server's, so its
+    # services have no service accounts; server and services run without auth
+    monkeypatch.setenv("MICRO_AUTH", "off")
+    server = await start_server(tmp_path / "server", gateway=False, auth=False)
     rt = make_runtime(
         tmp_path / "rt", server=server.address, registry=server.registry,
         events=server.events, update_timeout=10.0, drain_delay=0.3,

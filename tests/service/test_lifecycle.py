@@ -16,6 +16,7 @@ from micro import Context, HandlerFunc, MicroError, Service, current_context, un
 from micro.registry.memory import MemoryRegistry
 from micro.server import MicroServer
 from micro.testing import eventually, serve
+from tests.noauth import micro_server  # noqa: F401 (auth off: not what these test)
 
 
 class Req(msgspec.Struct):
@@ -151,7 +152,7 @@ async def test_sigterm_drains_in_flight_calls_then_deregisters(
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         str(script),
-        env={"MICRO_SERVER": micro_server.address, "PATH": "/usr/bin:/bin"},
+        env={"MICRO_SERVER": micro_server.address, "MICRO_AUTH": "off", "PATH": "/usr/bin:/bin"},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
