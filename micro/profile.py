@@ -32,7 +32,10 @@ class Profile:
 def _rpc_registry(svc: Service) -> object:
     from .registry.rpc import RpcRegistry
 
-    return RpcRegistry(svc.settings.server, credentials=svc.auth_header)
+    tls = svc.tls_client
+    return RpcRegistry(
+        svc.settings.server, credentials=svc.auth_header, ssl=tls.context if tls else None
+    )
 
 
 def _rpc_store(svc: Service) -> object:

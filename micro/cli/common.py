@@ -13,6 +13,7 @@ import typer
 
 if TYPE_CHECKING:
     from ..client import Client
+    from ..identity.bootstrap import TlsClient
 
 T = TypeVar("T")
 
@@ -73,20 +74,54 @@ async def connect() -> AsyncIterator[Client]:
     from ..auth.rpc import RpcAuth
     from ..client import Client
     from ..registry.rpc import RpcRegistry
+    from ..transport.client import ConnectionPool
     from .envs import cli_credential
 
     header: list[str | None] = [None]
     server = server_address()
-    registry = RpcRegistry(server, credentials=lambda: header[0])
-    client = Client(registry, credentials=lambda: header[0])
+    tls = _tls_client()
+    ssl = tls.context if tls is not None else None
+    registry = RpcRegistry(server, credentials=lambda: header[0], ssl=ssl)
+    pool = ConnectionPool(ssl=ssl) if ssl is not None else None
+    client = Client(registry, credentials=lambda: header[0], pool=pool)
     try:
         tokens = await cli_credential(RpcAuth(server, client=client))
         if tokens is not None:
             header[0] = f"Bearer {tokens.access_token}"
+            if tls is not None:
+                await _certificate(tls, client, server)
         yield client
     finally:
         await client.close()
         await registry.close()
+
+
+def _tls_client() -> TlsClient | None:
+    """With MICRO_TLS=1: the CLI's TLS context (trusting the server's CA)."""
+    from ..identity.bootstrap import TlsClient, ca_bundle
+    from ..settings import Settings
+
+    settings = Settings.from_env()
+    if not settings.tls:
+        return None
+    try:
+        return TlsClient(ca_bundle(settings.data_dir))
+    except RuntimeError as exc:
+        fail(str(exc))
+
+
+async def _certificate(tls: TlsClient, client: Client, server: str) -> None:
+    """A certificate for the CLI when its account may have one (administrators), so it can
+    call services directly; without one it reaches the server only."""
+    from ..errors import MicroError
+    from ..identity.client import IdentityClient
+    from ..identity.rpc import RpcIdentity
+
+    try:
+        tls.credentials = await IdentityClient(RpcIdentity(client, server), service="cli").obtain()
+    except MicroError as err:
+        if err.code not in ("forbidden", "unauthorized"):
+            raise
 
 
 def parse_pairs(pairs: list[str], what: str = "--metadata") -> dict[str, str]:

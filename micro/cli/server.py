@@ -27,6 +27,12 @@ def server(
     no_runtime: Annotated[
         bool, typer.Option("--no-runtime", help="do not supervise services")
     ] = False,
+    tls: Annotated[
+        bool | None,
+        typer.Option(
+            "--tls/--no-tls", help="mutual TLS for RPC (default: MICRO_TLS)", show_default=False
+        ),
+    ] = None,
 ) -> None:
     """Run micro server: registry and runtime on RPC, the API gateway on HTTP."""
     from ..server import MicroServer, ServerOptions
@@ -42,9 +48,10 @@ def server(
         gateway=None if no_gateway else gateway,
         data_dir=(data_dir or settings.data_dir).expanduser().resolve(),
         runtime=not no_runtime,
+        tls=settings.tls if tls is None else tls,
     )
     configure_logging("server")
     try:
         run(MicroServer(options).serve())
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:
         fail(f"cannot start micro server: {exc}")

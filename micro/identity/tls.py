@@ -121,7 +121,16 @@ class Credentials:
     another process renews: :meth:`from_files`).
     """
 
-    def __init__(self, material: Material, loader: Callable[[], Material] | None = None) -> None:
+    def __init__(
+        self,
+        material: Material,
+        loader: Callable[[], Material] | None = None,
+        *,
+        optional_clients: bool = False,
+    ) -> None:
+        # optional_clients: the listener also accepts clients without a certificate (their
+        # ctx.identity is ""): micro server's, so a new service can log in and obtain one
+        self._optional = optional_clients
         self._loader = loader
         self._lock = threading.Lock()
         self._server: ssl.SSLContext | None = None
@@ -130,6 +139,8 @@ class Credentials:
     def _set(self, material: Material) -> None:
         leaf = leaf_certificate(material.chain)
         server = server_context(material.chain, material.key, material.bundle, material.crl)
+        if self._optional:
+            server.verify_mode = ssl.CERT_OPTIONAL
         client = client_context(material.chain, material.key, material.bundle, material.crl)
         with self._lock:
             self.material = material
@@ -214,6 +225,8 @@ class Credentials:
             if self._server is None:
                 m = self.material
                 self._server = server_context(m.chain, m.key, m.bundle, m.crl)
+                if self._optional:
+                    self._server.verify_mode = ssl.CERT_OPTIONAL
                 self._server.sni_callback = self._switch
             return self._server
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
+from ssl import SSLContext
 
 from ..transport.client import ClientConnection, split_address
 from ..transport.frames import Frame, Kind
@@ -52,7 +54,9 @@ class _ProbeConnection(ClientConnection):
                 fut.set_exception(ConnectionResetError(f"connection to {self.address} lost"))
 
 
-async def probe(address: str, timeout: float = 1.0) -> float:
+async def probe(
+    address: str, timeout: float = 1.0, ssl: Callable[[], SSLContext] | None = None
+) -> float:
     """Round-trip seconds of a PING to the micro server at ``address`` (connecting
     included). Raises ``OSError`` when the node cannot be reached or closes the connection,
     ``TimeoutError`` when no PONG comes within ``timeout`` seconds, ``ValueError`` for an
@@ -63,7 +67,14 @@ async def probe(address: str, timeout: float = 1.0) -> float:
     conn: _ProbeConnection | None = None
     try:
         async with asyncio.timeout(timeout):
-            _, conn = await loop.create_connection(lambda: _ProbeConnection(address), host, port)
+            if ssl is None:
+                _, conn = await loop.create_connection(
+                    lambda: _ProbeConnection(address), host, port
+                )
+            else:  # a node that serves mutual TLS (MICRO_TLS=1)
+                _, conn = await loop.create_connection(
+                    lambda: _ProbeConnection(address), host, port, ssl=ssl(), server_hostname=host
+                )
             await conn.ping()
         return time.perf_counter() - start
     finally:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from ssl import SSLContext
 
 from ..client import Client
+from ..transport.client import ConnectionPool
 from . import Event, ServiceInfo
 from .messages import (
     Empty,
@@ -29,9 +31,11 @@ class RpcRegistry:
         client: Client | None = None,
         timeout: float = 5.0,
         credentials: Callable[[], str | None] | None = None,
+        ssl: Callable[[], SSLContext] | None = None,
     ) -> None:
         self.address = address
-        self._client = client or Client(credentials=credentials)
+        pool = ConnectionPool(ssl=ssl) if ssl is not None else None
+        self._client = client or Client(credentials=credentials, pool=pool)
         self._owns_client = client is None
         self._timeout = timeout
 

@@ -74,6 +74,7 @@ class ServerOptions:
     reap_interval: float = 1.0
     profile: str = field(default_factory=lambda: Settings.from_env().profile)  # local|cluster
     auth: bool = True  # False: no auth at all (tests of other parts only; never in production)
+    tls: bool = field(default_factory=lambda: Settings.from_env().tls)  # mutual TLS for RPC
 
 
 class MicroServer:
@@ -100,6 +101,8 @@ class MicroServer:
         self.guard: Any = None  # the core services' and gateway's micro.auth.guard.Guard
         self.tokens: Any = None  # the token service's backend
         self.ca: Any = None  # the identity service's micro.identity.ca.CertificateAuthority
+        self.tls: Any = None  # MICRO_TLS=1: this server's micro.identity.tls.Credentials
+        self._tls_task: asyncio.Task[None] | None = None
         self.admin_password: str | None = None  # set on the first start only
         self._service_secrets: dict[str, str] = {}
         self._reaper: asyncio.Task[None] | None = None
@@ -125,7 +128,8 @@ class MicroServer:
     async def start(self) -> None:
         """Listen, start the core services and the gateway, bring back supervised services."""
         host, port = split_address(self.options.address)
-        await self.rpc.start(host, port)
+        listen_ssl = await self._start_tls() if self.options.tls else None
+        await self.rpc.start(host, port, ssl=listen_ssl)
         await self.backends.start()
         if isinstance(self.registry, MemoryRegistry):  # etcd expires nodes by itself
             self._reaper = asyncio.get_running_loop().create_task(
@@ -143,7 +147,14 @@ class MicroServer:
             *self._security_handlers(),
         ):
             self.services.append(self._core(name, handler, name.capitalize()))
-        self.monitor = Monitor(self.registry, self.client, self.events, self.store)
+        prober: dict[str, Any] = {}
+        if self.tls is not None:  # nodes listen with mutual TLS: probe with our certificate
+            from functools import partial
+
+            from ..monitor.probe import probe
+
+            prober["prober"] = partial(probe, ssl=self.tls.client_context)
+        self.monitor = Monitor(self.registry, self.client, self.events, self.store, **prober)
         self.services.append(self._core("monitor", MonitorHandler(self.monitor), "Monitor"))
         if self.options.runtime:
             from ..runtime.handler import RuntimeHandler
@@ -189,10 +200,9 @@ class MicroServer:
             return
         from ..auth.core import AuthCore
         from ..auth.guard import Guard
-        from ..identity.ca import CertificateAuthority
 
         self.auth = AuthCore(self.store)
-        self.ca = await CertificateAuthority.open(self.options.data_dir / "ca")
+        await self._open_ca()
         password = await self.auth.start()
         if password is not None:
             self.admin_password = password
@@ -200,6 +210,55 @@ class MicroServer:
         await self._local_credential()
         self.guard = Guard(self.auth.verifier(), lambda: self.auth_rules(), namespace=None)
         await self.guard.start()
+
+    async def _open_ca(self) -> Any:
+        from ..identity.ca import CertificateAuthority
+
+        if self.ca is None:
+            self.ca = await CertificateAuthority.open(self.options.data_dir / "ca")
+        return self.ca
+
+    async def _start_tls(self) -> Any:
+        """MICRO_TLS=1: sign this server's own certificate, use it for the calls the server
+        makes (gateway, monitor probes) and listen with it; clients without a certificate
+        are let in too, so a new service can log in and ask for its own."""
+        from ..identity.tls import Credentials, Material
+
+        if not self.options.auth:
+            raise RuntimeError("MICRO_TLS=1 needs auth: certificates are issued to accounts")
+        ca = await self._open_ca()
+        key, chain = self._server_certificate(ca)
+        self.tls = Credentials(
+            Material(chain, key, ca.bundle_pem(), ca.crl_pem()), optional_clients=True
+        )
+        self.client.pool.ssl = self.tls.client_context
+        self._tls_task = asyncio.get_running_loop().create_task(self._renew_tls(ca))
+        return self.tls.server_context()
+
+    @staticmethod
+    def _server_certificate(ca: Any) -> tuple[bytes, bytes]:
+        from ..identity.client import make_csr
+
+        key, csr = make_csr()
+        return key, ca.sign(csr, namespace=DEFAULT_NAMESPACE, service="server")
+
+    async def _renew_tls(self, ca: Any, every: float = 60.0) -> None:
+        """Keep the server's certificate fresh (renewed at 2/3 of its lifetime) and its CRL
+        current, so revocations reach new connections within ``every`` seconds."""
+        import time
+
+        while True:
+            await asyncio.sleep(every)
+            try:
+                tls = self.tls
+                due = tls.not_before + (tls.not_after - tls.not_before) * 2 / 3
+                if time.time() >= due:
+                    key, chain = self._server_certificate(ca)
+                    tls.update(chain=chain, key=key, crl=ca.crl_pem())
+                else:
+                    tls.update(crl=ca.crl_pem())
+            except Exception:
+                log.exception("micro server: cannot renew its TLS certificate; retrying")
 
     async def auth_rules(self) -> list[Any]:
         """The rules the core services and the gateway apply."""
@@ -240,11 +299,17 @@ class MicroServer:
                 secret = secrets.token_urlsafe(24)
                 await self.auth.set_secret(spec.name, secret)
             self._service_secrets[spec.name] = secret
-        return {
+        env = {
             "MICRO_AUTH_ID": spec.name,
             "MICRO_AUTH_SECRET": secret,
             "MICRO_AUTH_NAMESPACE": DEFAULT_NAMESPACE,
         }
+        if self.options.tls:
+            from ..identity.bootstrap import ROOT_FILE
+
+            env["MICRO_TLS"] = "1"
+            env["MICRO_TLS_CA"] = str(self.options.data_dir / "ca" / ROOT_FILE)
+        return env
 
     def _security_handlers(self) -> list[tuple[str, object]]:
         if self.auth is None:
@@ -276,6 +341,9 @@ class MicroServer:
             await svc.stop()
         self.services.clear()
         await self.rpc.stop(grace=5.0)
+        if self._tls_task is not None:
+            self._tls_task.cancel()
+            self._tls_task = None
         if self.guard is not None:
             await self.guard.close()
         if self.auth is not None:

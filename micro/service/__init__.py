@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import socket
+import ssl
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
@@ -18,7 +19,7 @@ from ..debug import Instrumentation, instrument
 from ..profile import profile_named
 from ..registry import EndpointInfo, Node, Registry, ServiceInfo
 from ..settings import Settings
-from ..transport.client import split_address
+from ..transport.client import ConnectionPool, split_address
 from ..transport.frames import DEFAULT_MAX_FRAME
 from ..transport.server import Router, RpcServer
 from .endpoint import Endpoint, Middleware, endpoints_of
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from ..config import Config
     from ..config.scoped import ScopedConfig
     from ..events import Events
+    from ..identity.bootstrap import TlsClient
+    from ..identity.client import IdentityClient
     from ..store import Store
     from ..store.scoped import ScopedStore
     from ..sync import Sync
@@ -100,6 +103,9 @@ class Service:
         self._auth: Guard | bool = auth
         self.guard: Guard | None = None
         self.session: Session | None = None
+        self._tls: TlsClient | None = None  # MICRO_TLS=1: see tls_client
+        self._identity: IdentityClient | None = None  # renews this service's certificate
+        self._server_ssl: ssl.SSLContext | None = None
         self.debug: Instrumentation = instrument(name)
         self.middleware = [*self.debug.middleware, *middleware]
         self._address = address
@@ -144,11 +150,25 @@ class Service:
     def client(self) -> Client:
         """A client that resolves service names through :attr:`registry`."""
         if self._client is None:
+            tls = self.tls_client
             self._client = Client(
-                self.registry, max_frame=self.max_frame, credentials=self.auth_header
+                self.registry,
+                max_frame=self.max_frame,
+                credentials=self.auth_header,
+                pool=ConnectionPool(self.max_frame, ssl=tls.context) if tls else None,
             )
             self._made_client = True
         return self._client
+
+    @property
+    def tls_client(self) -> TlsClient | None:
+        """With ``MICRO_TLS=1``: the TLS context this service's calls use (the CA bundle,
+        then its certificate once obtained)."""
+        if self._tls is None and self.settings.tls:
+            from ..identity.bootstrap import TlsClient, ca_bundle
+
+            self._tls = TlsClient(ca_bundle(self.settings.data_dir))
+        return self._tls
 
     def auth_header(self) -> str | None:
         """The ``authorization`` value this service's own calls carry (None: anonymous)."""
@@ -316,7 +336,7 @@ class Service:
             router.add(self.name, list(self.endpoints.values()))
             self.server = RpcServer(router, self.max_frame)
             host, port = split_address(self._address or self.settings.service_address)
-            await self.server.start(host, port)
+            await self.server.start(host, port, ssl=self._server_ssl)
             self._owns_server = True
         else:
             server.router.add(self.name, list(self.endpoints.values()))
@@ -345,9 +365,24 @@ class Service:
             return
         from ..auth.connect import connect_service
 
-        self.session, self.guard = await connect_service(
-            self.settings, self.client, self.name
-        )
+        self.session, self.guard = await connect_service(self.settings, self.client, self.name)
+        tls = self.tls_client
+        if tls is not None:
+            await self._obtain_certificate(tls)
+
+    async def _obtain_certificate(self, tls: TlsClient) -> None:
+        """MICRO_TLS=1: get this service's certificate (and keep renewing it)."""
+        from ..identity.client import IdentityClient
+        from ..identity.rpc import RpcIdentity
+
+        if self.session is None or self.session.tokens is None:
+            raise RuntimeError(
+                f"{self.name}: MICRO_TLS=1 needs a working credential to obtain a certificate"
+            )
+        self._identity = IdentityClient(RpcIdentity(self.client, self.settings.server))
+        credentials = await self._identity.start()
+        tls.credentials = credentials
+        self._server_ssl = credentials.server_context()
 
     async def _register(self, first: bool = False) -> None:
         try:
@@ -394,10 +429,10 @@ class Service:
             except Exception:
                 log.exception("%s: stop hook failed", self.name)
         if self._auth is True:  # made by _start_auth
-            for part in (self.guard, self.session):
+            for part in (self._identity, self.guard, self.session):
                 if part is not None:
                     await part.close()
-            self.guard, self.session = None, None
+            self.guard, self.session, self._identity = None, None, None
         made, self._made = self._made, []
         closing = {name: self._blocks.pop(name) for name in made}
         registry = closing.pop("registry", None)  # closed last: the client still uses it

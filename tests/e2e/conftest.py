@@ -50,6 +50,7 @@ class ServerProcess:
     rpc_port: int = field(default_factory=free_port)
     http_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def env(self) -> dict[str, str]:
@@ -59,6 +60,7 @@ class ServerProcess:
             MICRO_DATA_DIR=str(self.data_dir),
             PYTHONUNBUFFERED="1",
         )
+        env.update(self.extra_env)
         return env
 
     @property
@@ -117,9 +119,15 @@ class ServerProcess:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    yield from run_server(tmp_path)
+
+
+def run_server(tmp_path: Path, **extra_env: str) -> Iterator[ServerProcess]:
+    """A started server process (``extra_env`` added to its and the CLI's environment),
+    stopped afterwards with everything its runtime started."""
     data = tmp_path / "data"
     data.mkdir()
-    srv = ServerProcess(data)
+    srv = ServerProcess(data, extra_env=extra_env)
     srv.start()
     try:
         yield srv
