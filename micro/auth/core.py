@@ -406,12 +406,14 @@ class AuthCore:
         self._ring = None
         self._loaded_at = -math.inf
 
-    async def _default_rules(self) -> None:
-        prefix = _rule_key(DEFAULT_NAMESPACE, "")
+    async def _default_rules(self, namespace: str = DEFAULT_NAMESPACE) -> None:
+        """Give ``namespace`` the default rules unless it has rules already (a namespace
+        gets them with its first account, so its services admit its admins and services)."""
+        prefix = _rule_key(namespace, "")
         if await self._store.list_keys(self._db, self._table, prefix=prefix, limit=1):
             return
         ops: list[Op] = [
-            WriteOp(_rule_key(DEFAULT_NAMESPACE, r.id), _encoder.encode(r), if_absent=True)
+            WriteOp(_rule_key(namespace, r.id), _encoder.encode(r), if_absent=True)
             for r in DEFAULT_RULES
         ]
         try:
@@ -596,6 +598,8 @@ class AuthCore:
             if _is_conflict(exc):
                 raise exists from None
             raise
+        if namespace != DEFAULT_NAMESPACE:
+            await self._default_rules(namespace)
         return account, secret
 
     async def get_account(self, id: str, namespace: str = DEFAULT_NAMESPACE) -> Account:

@@ -426,6 +426,17 @@ async def test_rules_crud_per_namespace(core: AuthCore) -> None:
     assert rule in await core.list_rules()
 
 
+async def test_a_namespace_gets_the_default_rules_with_its_first_account(
+    core: AuthCore,
+) -> None:
+    assert await core.list_rules("acme") == []
+    await core.create_account("boss", scopes=["admin"], namespace="acme")
+    assert await core.list_rules("acme") == sorted(DEFAULT_RULES, key=lambda r: r.id)
+    await core.delete_rule("service", "acme")  # a namespace's rules are then its own
+    await core.create_account("second", namespace="acme")
+    assert "service" not in {r.id for r in await core.list_rules("acme")}
+
+
 @pytest.mark.parametrize(
     "rule",
     [
