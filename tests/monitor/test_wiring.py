@@ -50,8 +50,12 @@ async def test_hosted_on_the_server_with_its_registry_client_events_and_store(
 
         await eventually(settled, timeout=5, message="ghost down, core up")
         assert not [s for s in await server.registry.list_services() if s.name == "ghost"]
-        alerts = [json.loads(e.body) for e in await events.read(ALERT_TOPIC)]
-        assert [(a["type"], a["node"]) for a in alerts] == [("node_down", "ghost-1")]
+
+        async def alerted() -> bool:  # the alert is published after the state changes
+            alerts = [json.loads(e.body) for e in await events.read(ALERT_TOPIC)]
+            return [(a["type"], a["node"]) for a in alerts] == [("node_down", "ghost-1")]
+
+        await eventually(alerted, timeout=5, message="one node_down alert for ghost-1")
 
         async def checked() -> bool:
             (status,) = await rpc.checks()
