@@ -11,6 +11,7 @@ BENCHMARKS: dict[str, str] = {
     "rpc": "bench.rpc",
     "events": "bench.events",
     "store": "bench.store",
+    "gateway": "bench.gateway",
 }
 
 

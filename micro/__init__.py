@@ -21,7 +21,7 @@ from .errors import (
     unavailable,
 )
 from .service import Service
-from .service.endpoint import HandlerFunc, Middleware, idempotent, public
+from .service.endpoint import HandlerFunc, Middleware, idempotent, public, route
 
 __version__ = "0.1.0"
 
@@ -42,6 +42,7 @@ __all__ = [
     "internal",
     "not_found",
     "public",
+    "route",
     "timeout",
     "too_large",
     "unauthorized",

@@ -32,7 +32,9 @@ def login_with(auth: RpcAuth) -> Login:
 async def connect_service(
     settings: Settings, client: Client, name: str
 ) -> tuple[Session | None, Guard]:
-    """The session (None without a credential) and guard of service ``name``.
+    """The session (None without a credential) and guard of service ``name``; the caller
+    makes the session its client's credentials, then starts the guard (loading the rules
+    needs them).
 
     A refused or unreachable login does not stop the service from starting: the session
     keeps trying in the background (the service cannot register until it succeeds)."""
@@ -57,5 +59,4 @@ async def connect_service(
     guard = Guard(
         verifier, lambda: auth.list_rules(settings.namespace), namespace=settings.namespace
     )
-    await guard.start()
     return session, guard

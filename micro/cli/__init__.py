@@ -24,9 +24,11 @@ def build() -> typer.Typer:
         events,
         monitor,
         new,
+        proxy,
         runtime,
         server,
         services,
+        sidecar,
         store,
         sync,
         token,
@@ -60,6 +62,8 @@ def build() -> typer.Typer:
     sync.register(cli)
     auth.register(cli)
     token.register(cli)
+    proxy.register(cli)  # micro proxy
+    sidecar.register(cli)  # micro service --name N --endpoint URL
     debug.register(cli)
     return cli
 

@@ -227,22 +227,34 @@ def env_list(ctx: typer.Context, output: Output = "table") -> None:
 @env_app.command("add")
 def env_add(
     name: Annotated[str, typer.Argument(help="env name")],
-    server: Annotated[str, typer.Option("--server", help="host:port of micro server")],
+    server: Annotated[
+        str | None, typer.Option("--server", help="host:port of micro server")
+    ] = None,
+    proxy: Annotated[
+        str | None,
+        typer.Option("--proxy", help="host:port of a micro proxy (instead of --server)"),
+    ] = None,
     namespace: Annotated[
         str, typer.Option("--namespace", "-n", help="namespace to log in to")
     ] = "micro",
 ) -> None:
     """Add an env (micro env use NAME switches to it)."""
+    if (server is None) == (proxy is None):
+        fail("give either --server or --proxy")
+    address = server if server is not None else proxy
+    assert address is not None
     try:
         check_env_name(name)
-        check_server(server)
+        check_server(address, "--server" if server is not None else "--proxy")
     except ValueError as exc:
         fail(str(exc))
     with edit_envs() as envs:
         if name in envs.envs:
             fail(f"env {name!r} exists (micro env remove {name} first)")
-        envs.envs[name] = Env(server, namespace)
-    typer.echo(f"added env {name} (server {server}, namespace {namespace})")
+        # through a proxy every call goes to the proxy: it is the env's server
+        envs.envs[name] = Env(address, namespace)
+    via = "server" if server is not None else "proxy"
+    typer.echo(f"added env {name} ({via} {address}, namespace {namespace})")
 
 
 @env_app.command("use")

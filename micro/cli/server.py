@@ -27,6 +27,28 @@ def server(
     no_runtime: Annotated[
         bool, typer.Option("--no-runtime", help="do not supervise services")
     ] = False,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option("--cors-origin", help="an origin browsers may call the gateway from"),
+    ] = None,
+    rate_per_ip: Annotated[
+        float, typer.Option(help="gateway requests/s per client address (0: no limit)")
+    ] = 100.0,
+    rate_per_account: Annotated[
+        float, typer.Option(help="gateway requests/s per account (0: no limit)")
+    ] = 100.0,
+    trust_forwarded: Annotated[
+        bool, typer.Option("--trust-forwarded", help="client address from X-Forwarded-For")
+    ] = False,
+    metrics_public: Annotated[
+        bool, typer.Option("--metrics-public", help="serve /metrics without an admin token")
+    ] = False,
+    gateway_cert: Annotated[
+        Path | None, typer.Option(help="PEM certificate chain: the gateway serves HTTPS")
+    ] = None,
+    gateway_key: Annotated[
+        Path | None, typer.Option(help="PEM private key of --gateway-cert")
+    ] = None,
     tls: Annotated[
         bool | None,
         typer.Option(
@@ -49,7 +71,16 @@ def server(
         data_dir=(data_dir or settings.data_dir).expanduser().resolve(),
         runtime=not no_runtime,
         tls=settings.tls if tls is None else tls,
+        cors_origins=tuple(cors_origin or ()),
+        rate_per_ip=rate_per_ip,
+        rate_per_account=rate_per_account,
+        trust_forwarded=trust_forwarded,
+        metrics_public=metrics_public,
+        gateway_cert=gateway_cert,
+        gateway_key=gateway_key,
     )
+    if (gateway_cert is None) != (gateway_key is None):
+        fail("--gateway-cert and --gateway-key go together")
     configure_logging("server")
     try:
         run(MicroServer(options).serve())

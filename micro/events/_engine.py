@@ -228,7 +228,13 @@ class LogEngine(History):
     ) -> LocalConsumer:
         """Join ``group`` of ``topic``, creating the group at ``start`` if it is new."""
         options = ConsumeOptions(
-            topic, group, start, auto_ack, ack_wait, max_deliver, dead_letter_topic or "",
+            topic,
+            group,
+            start,
+            auto_ack,
+            ack_wait,
+            max_deliver,
+            dead_letter_topic or "",
             max_ack_pending,
         )
         await self._ready()
@@ -243,4 +249,3 @@ class LogEngine(History):
         consumer = LocalConsumer(self, found, options)
         self._consumers.add(consumer)
         return consumer
-

@@ -214,16 +214,20 @@ class Group:
     def _held(self, member: Member, event: Event) -> Delivery:
         if event.topic != self.topic.name:
             raise bad_request(
-                ID, f"event of topic {event.topic!r} cannot be settled by a consumer of "
-                f"{self.topic.name!r}"
+                ID,
+                f"event of topic {event.topic!r} cannot be settled by a consumer of "
+                f"{self.topic.name!r}",
             )
         delivery = self.inflight.get(event.sequence)
-        if delivery is None or delivery.member is not member or (
-            delivery.deliveries != event.deliveries
+        if (
+            delivery is None
+            or delivery.member is not member
+            or (delivery.deliveries != event.deliveries)
         ):
             raise not_found(
-                ID, f"event {event.sequence} of {event.topic!r} (delivery {event.deliveries}) "
-                "is not in flight at this consumer: settled already, or its ack wait expired"
+                ID,
+                f"event {event.sequence} of {event.topic!r} (delivery {event.deliveries}) "
+                "is not in flight at this consumer: settled already, or its ack wait expired",
             )
         return delivery
 
@@ -287,7 +291,10 @@ class Group:
             if record is not None:
                 try:
                     await self.host.dead_letter(
-                        record, self.topic.name, self.name, delivery.deliveries,
+                        record,
+                        self.topic.name,
+                        self.name,
+                        delivery.deliveries,
                         options.dead_letter_topic,
                     )
                 except BaseException:

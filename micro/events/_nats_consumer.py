@@ -1,13 +1,14 @@
-"""Consumer groups of :mod:`micro.events.nats`: durable pull consumers plus a per-process
-key gate.
+"""Consumer groups of :mod:`micro.events.nats`: durable pull consumers plus a per-process key
+gate.
 
-Each member pulls from the group's durable JetStream consumer one message per request.
-JetStream gives each message to one member at a time, redelivers after ``ack_wait`` or a
-nak, and stops at ``max_deliver``. Per-key order is kept here, in the process: the members
-of one group that share a :class:`~micro.events.nats.NatsEvents` share a :class:`Group`
-that remembers, per key, which sequences it has received and not finished; only the lowest
-one is handed out, later ones are held (kept alive with ``in_progress``) until it is acked
-or dead-lettered.
+Each member pulls from the group's durable JetStream consumer as many messages per request
+as its ``fetch`` asks for (at most :data:`MAX_PULL`); any beyond what it returns go to the
+group's ready queue for the next ``fetch`` of any member. JetStream gives each message to
+one member at a time, redelivers after ``ack_wait`` or a nak, and stops at ``max_deliver``.
+Per-key order is kept here, in the process: the members of one group that share a
+:class:`~micro.events.nats.NatsEvents` share a :class:`Group` that remembers, per key, which
+sequences it has received and not finished; only the lowest one is handed out, later ones
+are held (kept alive with ``in_progress``) until it is acked or dead-lettered.
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ from ._options import ID, ConsumeOptions, check_delay, check_fetch
 if TYPE_CHECKING:
     from nats.js.client import JetStreamContext
 
-__all__ = ["Group", "NatsConsumer"]
+__all__ = ["MAX_PULL", "Group", "NatsConsumer"]
+
+MAX_PULL = 256
+"""Most messages one pull request asks JetStream for (``fetch`` asks for what it returns)."""
 
 DeadLetter = Callable[[ConsumeOptions, int, Msg | None, int], Awaitable[None]]
 
@@ -65,7 +69,7 @@ class Group:
                 bisect.insort(seqs, seq)
             if seqs[0] != seq:
                 self.held[seq] = msg
-                self._tick()
+                self.keep_alive()
                 return None
         self.held.pop(seq, None)
         self.inflight[seq] = (member, msg, deliveries)
@@ -89,7 +93,8 @@ class Group:
             self.ready.append(self.held.pop(seqs[0]))
             self.wake.set()
 
-    def _tick(self) -> None:
+    def keep_alive(self) -> None:
+        """Keep what is held or ready from JetStream's ack wait (``in_progress``)."""
         if self.ticker is None or self.ticker.done():
             self.ticker = asyncio.ensure_future(self._keep_held())
 
@@ -156,16 +161,22 @@ class NatsConsumer:
             remaining = 5.0 if deadline is None else deadline - loop.time()
             if remaining <= 0:
                 return out
-            msg = await self._pull(min(remaining, 5.0))
-            if msg is not None:
+            wanted = min(max_events - len(out), MAX_PULL)
+            msgs = await self._pull(wanted, min(remaining, 5.0))
+            for at, msg in enumerate(msgs):
+                if len(out) >= max_events:  # more than asked for: any member takes them
+                    group.ready.extend(msgs[at:])
+                    group.keep_alive()
+                    group.wake.set()
+                    break
                 event = group.take(self, msg)
                 if event is not None:
                     out.append(event)
         return out
 
-    async def _pull(self, timeout: float) -> Msg | None:
+    async def _pull(self, batch: int, timeout: float) -> list[Msg]:
         assert self._psub is not None
-        pull = asyncio.ensure_future(self._psub.fetch(1, timeout=max(timeout, 0.01)))
+        pull = asyncio.ensure_future(self._psub.fetch(batch, timeout=max(timeout, 0.01)))
         woken = asyncio.ensure_future(self.group_state.wake.wait())
         closed = asyncio.ensure_future(self._closed.wait())
         try:
@@ -181,14 +192,13 @@ class NatsConsumer:
             pull.cancel()  # safe: a message that arrives later waits in the subscription
             with contextlib.suppress(asyncio.CancelledError, NatsError, TimeoutError):
                 await pull
-            return None
+            return []
         try:
-            msgs = pull.result()
+            return pull.result()
         except (NatsTimeout, TimeoutError):
-            return None
+            return []
         except NatsError as exc:
             raise unavailable(ID, f"JetStream fetch failed: {exc}") from exc
-        return msgs[0] if msgs else None
 
     def _mine(self, event: Event) -> tuple[Msg, int]:
         if not isinstance(event, Event):

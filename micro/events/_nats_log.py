@@ -90,6 +90,7 @@ class TopicCache:
     last_ts: float = 0.0
     through: int = 0
     loaded: bool = False
+    atomic: bool = False  # the stream takes atomic batches (nats-server 2.12+)
 
 
 async def load(jsm: JetStreamManager, stream: str, seq: int) -> Envelope | None:

@@ -63,8 +63,14 @@ class RpcConsumer:
         o = self.options
         start = o.start
         opening = ConsumeOpen(
-            o.topic, o.group, start, o.auto_ack, o.ack_wait, o.max_deliver,
-            o.dead_letter_topic, o.max_ack_pending,
+            o.topic,
+            o.group,
+            start,
+            o.auto_ack,
+            o.ack_wait,
+            o.max_deliver,
+            o.dead_letter_topic,
+            o.max_ack_pending,
         )
         try:
             await self._stream.send(ConsumeIn(open=opening, credit=self._prefetch))
@@ -170,13 +176,14 @@ class RpcConsumer:
             raise bad_request(ID, f"cannot {what}: this consumer acks automatically")
         if event.topic != self.topic:
             raise bad_request(
-                ID, f"event of topic {event.topic!r} cannot be settled by a consumer of "
-                f"{self.topic!r}"
+                ID,
+                f"event of topic {event.topic!r} cannot be settled by a consumer of {self.topic!r}",
             )
         if self._held.get(event.sequence) != event.deliveries:
             raise not_found(
-                ID, f"event {event.sequence} of {event.topic!r} (delivery {event.deliveries}) "
-                "is not in flight at this consumer: settled already, or never received here"
+                ID,
+                f"event {event.sequence} of {event.topic!r} (delivery {event.deliveries}) "
+                "is not in flight at this consumer: settled already, or never received here",
             )
         if self._ended or self.closed:
             raise self._error or unavailable(ID, "the consumer is closed")

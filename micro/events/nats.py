@@ -11,9 +11,11 @@ an acknowledged publish is on disk.
 names cannot), with the topic name in the stream's metadata. The stream sequence is the
 event sequence. The payload is a msgpack envelope with the timestamp (from ``clock``, never
 going backwards within the topic), the body, key, metadata, ``deliver_at`` and the running
-sum of body sizes (for :attr:`~micro.events.TopicInfo.bytes`). Each publish carries
-``Nats-Expected-Last-Sequence`` so publishers in several processes take turns instead of
-breaking the timestamp order: publishes to one topic are serialised (one fsync each).
+sum of body sizes (for :attr:`~micro.events.TopicInfo.bytes`). Publishes to one topic are
+queued in call order and sent as atomic batches (:mod:`micro.events._nats_publish`): while
+one batch is in flight the next gathers. Each batch carries ``Nats-Expected-Last-Sequence``
+so publishers in several processes take turns instead of breaking the timestamp order (a
+batch another process got ahead of is rejected whole and rebuilt on the new tail).
 
 **De-duplication.** ``message_id`` is ``Nats-Msg-Id``; the stream's ``duplicate_window`` is
 ``dedupe_window`` (server time, real seconds; it is fixed when the stream is created).
@@ -30,8 +32,9 @@ append it once). ``deliveries`` is JetStream's ``num_delivered``.
 **Limits, stated.** Per-key order holds among the members of a group in one process (one
 :class:`NatsEvents`), not between processes. ``deliver_at`` is honoured by the consumer,
 which naks an early event with a delay until then; that costs one delivery, so such an event
-shows ``deliveries`` one higher. A member pulls one message per request: ``fetch(n)``
-returns as soon as it has one. An event dead-lettered by ack-wait expiry while no process
+shows ``deliveries`` one higher. ``fetch(n)`` asks JetStream for up to ``n`` messages (at
+most 256) in one pull and returns what the first answer brings; iterating pulls one at a
+time. An event dead-lettered by ack-wait expiry while no process
 has a member of its group is not copied to the dead-letter topic. Retention (``max_age`` by
 event timestamp and ``clock``, ``max_events``, ``max_bytes`` of bodies) is applied by
 :meth:`NatsEvents.purge` and its background loop, not by JetStream limits.
@@ -63,22 +66,20 @@ from ._nats_consumer import Group
 from ._nats_groups import GroupsMixin
 from ._nats_log import (
     TOPIC_KEY,
-    Envelope,
     StreamNames,
     TopicCache,
-    encode,
     load,
     load_events,
     seq_at,
     through_before,
 )
+from ._nats_publish import Publish, TopicPublisher
 from ._nats_retention import RetentionMixin
 from ._options import ID, ConsumeOptions, Options, check_limit, check_name, check_publish
 
 __all__ = ["NatsEvents", "NatsEventsSettings"]
 
 _log = logging.getLogger(__name__)
-_WRONG_LAST_SEQUENCE = 10071
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ class NatsEvents(GroupsMixin, RetentionMixin):
         self._js: JetStreamContext | None = None
         self._connecting = asyncio.Lock()
         self._topics: dict[str, TopicCache] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._publishers: dict[str, TopicPublisher] = {}
         self._groups: dict[tuple[str, str], Group] = {}
         self._advisories: dict[tuple[str, str], NatsSub] = {}
         self._purger: asyncio.Task[None] | None = None
@@ -201,8 +202,12 @@ class NatsEvents(GroupsMixin, RetentionMixin):
                     duplicate_window=self.options.dedupe_window or 0.001,
                     metadata={TOPIC_KEY: topic},
                     discard=api.DiscardPolicy.OLD,
+                    allow_atomic=True,
                 )
+            if not info.config.allow_atomic:
+                info = await self._allow_atomic(js, info)
             cache = TopicCache(stream, subject, info.state.last_seq)
+            cache.atomic = bool(info.config.allow_atomic)
             env = await load(js._jsm, stream, cache.last_seq) if cache.last_seq else None
         except (NatsError, TimeoutError) as exc:
             raise unavailable(ID, f"JetStream stream {stream}: {exc}") from exc
@@ -210,6 +215,18 @@ class NatsEvents(GroupsMixin, RetentionMixin):
             cache.last_ts, cache.through = env.timestamp, env.through
         self._topics[topic] = cache
         return cache
+
+    @staticmethod
+    async def _allow_atomic(js: JetStreamContext, info: api.StreamInfo) -> api.StreamInfo:
+        """Turn on atomic batches for a stream made without them (an older micro); a
+        server that cannot is left as it is (publishes then go one per request)."""
+        config = info.config
+        config.allow_atomic = True
+        try:
+            return await js.update_stream(config)
+        except APIError as exc:
+            _log.info("stream %s keeps one publish per request: %s", config.name, exc)
+            return info
 
     # -- publish and read ------------------------------------------------------------------
 
@@ -230,40 +247,31 @@ class NatsEvents(GroupsMixin, RetentionMixin):
         meta = {} if metadata is None else metadata
         check_publish(self.options, topic, body, meta, key, message_id, deliver_at)
         at = None if deliver_at is None else float(deliver_at)
-        lock = self._locks.setdefault(topic, asyncio.Lock())
-        async with lock:
-            for _ in range(20):
-                cache = await self._topic(topic, create=True)
-                ts = max(self._clock(), cache.last_ts)
-                through = cache.through + len(body)
-                payload = encode(Envelope(ts, through, key, at, dict(meta), body))
-                headers = {"Nats-Expected-Last-Sequence": str(cache.last_seq)}
-                if message_id is not None:
-                    headers["Nats-Msg-Id"] = message_id
-                try:
-                    ack = await self._js_publish(cache, payload, headers)
-                except APIError as exc:
-                    if exc.err_code != _WRONG_LAST_SEQUENCE:
-                        raise unavailable(ID, f"JetStream publish failed: {exc}") from exc
-                    self._topics.pop(topic, None)  # another process appended: reload
-                    continue
-                if ack.duplicate:
-                    return Ack(topic, ack.seq, True)
-                cache.last_seq, cache.last_ts, cache.through = ack.seq, ts, through
-                return Ack(topic, ack.seq)
-        raise unavailable(ID, f"topic {topic!r} is contended: publish gave up after 20 tries")
+        publisher = self._publishers.get(topic)
+        if publisher is None:
+            publisher = self._publishers[topic] = self._publisher(topic)
+        return await publisher.submit(Publish(body, dict(meta), key, message_id, at))
 
-    async def _js_publish(
-        self, cache: TopicCache, payload: bytes, headers: dict[str, str]
-    ) -> api.PubAck:
-        js = await self._jetstream()
-        try:
-            return await js.publish(cache.subject, payload, stream=cache.stream, headers=headers)
-        except APIError:
-            raise
-        except (NatsError, TimeoutError) as exc:
-            self._topics.clear()  # the outcome is unknown: re-read the tail next time
-            raise unavailable(ID, f"JetStream publish failed: {exc}") from exc
+    def _publisher(self, topic: str) -> TopicPublisher:
+        async def tail() -> TopicCache:
+            return await self._topic(topic, create=True)
+
+        def forget() -> None:
+            self._topics.pop(topic, None)
+
+        async def connection() -> NatsClient:
+            await self._jetstream()
+            assert self._nc is not None
+            return self._nc
+
+        return TopicPublisher(
+            topic,
+            tail=tail,
+            forget=forget,
+            connection=connection,
+            clock=self._clock,
+            timeout=self.settings.timeout,
+        )
 
     async def read(self, topic: str, *, start: Start = "first", limit: int = 100) -> list[Event]:
         """Up to ``limit`` stored events from ``start`` on."""
@@ -330,6 +338,9 @@ class NatsEvents(GroupsMixin, RetentionMixin):
             for member in list(state.members):
                 await member.close()
         self._groups.clear()
+        for publisher in list(self._publishers.values()):
+            await publisher.close()
+        self._publishers.clear()
         nc, self._nc = self._nc, None
         if nc is not None and not nc.is_closed:
             try:

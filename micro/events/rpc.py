@@ -58,8 +58,12 @@ class RpcEvents:
         """Append an event; return once the server has it durable."""
         request = PublishRequest(topic, body, metadata or {}, key, message_id, deliver_at)
         return await self._client.call(
-            SERVICE, "Events.Publish", request,
-            address=self.address, timeout=self._timeout, response_type=Ack,
+            SERVICE,
+            "Events.Publish",
+            request,
+            address=self.address,
+            timeout=self._timeout,
+            response_type=Ack,
         )
 
     async def consume(
@@ -76,11 +80,22 @@ class RpcEvents:
     ) -> RpcConsumer:
         """Join ``group`` of ``topic`` through a stream to the server."""
         options = ConsumeOptions(
-            topic, group, start, auto_ack, ack_wait, max_deliver, dead_letter_topic or "",
+            topic,
+            group,
+            start,
+            auto_ack,
+            ack_wait,
+            max_deliver,
+            dead_letter_topic or "",
             max_ack_pending,
         )
         consumer = RpcConsumer(
-            self._client, SERVICE, self.address, options, self._prefetch, self._timeout,
+            self._client,
+            SERVICE,
+            self.address,
+            options,
+            self._prefetch,
+            self._timeout,
             self._consumers.discard,
         )
         await consumer.open()
@@ -92,16 +107,24 @@ class RpcEvents:
         check_name(topic, "topic")
         check_start(start)
         resp = await self._client.call(
-            SERVICE, "Events.Read", ReadRequest(topic, start, limit),
-            address=self.address, timeout=self._timeout, response_type=ReadResponse,
+            SERVICE,
+            "Events.Read",
+            ReadRequest(topic, start, limit),
+            address=self.address,
+            timeout=self._timeout,
+            response_type=ReadResponse,
         )
         return resp.events
 
     async def topics(self) -> list[TopicInfo]:
         """Every topic."""
         resp = await self._client.call(
-            SERVICE, "Events.Topics", Empty(),
-            address=self.address, timeout=self._timeout, response_type=TopicsResponse,
+            SERVICE,
+            "Events.Topics",
+            Empty(),
+            address=self.address,
+            timeout=self._timeout,
+            response_type=TopicsResponse,
         )
         return resp.topics
 
@@ -116,16 +139,24 @@ class RpcEvents:
         """Set ``topic``'s retention."""
         check_retention(Retention(max_age, max_events, max_bytes))
         resp = await self._client.call(
-            SERVICE, "Events.Retention", RetentionRequest(topic, max_age, max_events, max_bytes),
-            address=self.address, timeout=self._timeout, response_type=TopicsResponse,
+            SERVICE,
+            "Events.Retention",
+            RetentionRequest(topic, max_age, max_events, max_bytes),
+            address=self.address,
+            timeout=self._timeout,
+            response_type=TopicsResponse,
         )
         return resp.topics[0]
 
     async def purge(self) -> int:
         """Apply retention on the server now."""
         resp = await self._client.call(
-            SERVICE, "Events.Purge", Empty(),
-            address=self.address, timeout=self._timeout, response_type=PurgeResponse,
+            SERVICE,
+            "Events.Purge",
+            Empty(),
+            address=self.address,
+            timeout=self._timeout,
+            response_type=PurgeResponse,
         )
         return resp.removed
 

@@ -229,7 +229,9 @@ class SqliteEvents(LogEngine):
     def _persist_group(self, topic: str, group: str, cursor: int) -> None:
         self._submit_statement(
             "INSERT OR IGNORE INTO groups (topic, name, cursor) VALUES (?, ?, ?)",
-            topic, group, cursor,
+            topic,
+            group,
+            cursor,
         )
 
     def persist_cursor(self, topic: str, group: str, cursor: int) -> None:
@@ -245,7 +247,11 @@ class SqliteEvents(LogEngine):
         self._submit_statement(
             "INSERT OR REPLACE INTO pending (topic, grp, seq, deliveries, due) "
             "VALUES (?, ?, ?, ?, ?)",
-            topic, group, seq, deliveries, due,
+            topic,
+            group,
+            seq,
+            deliveries,
+            due,
         )
 
     def persist_settled(self, topic: str, group: str, seq: int) -> None:

@@ -75,6 +75,14 @@ class ServerOptions:
     profile: str = field(default_factory=lambda: Settings.from_env().profile)  # local|cluster
     auth: bool = True  # False: no auth at all (tests of other parts only; never in production)
     tls: bool = field(default_factory=lambda: Settings.from_env().tls)  # mutual TLS for RPC
+    # the gateway (docs/gateway.md)
+    cors_origins: tuple[str, ...] = ()
+    rate_per_ip: float = 100.0  # requests/s per client address (0: no limit)
+    rate_per_account: float = 100.0  # requests/s per account (0: no limit)
+    trust_forwarded: bool = False  # take the client address from X-Forwarded-For
+    metrics_public: bool = False  # /metrics without an admin token
+    gateway_cert: Path | None = None  # HTTPS for the gateway (with gateway_key)
+    gateway_key: Path | None = None
 
 
 class MicroServer:
@@ -170,11 +178,26 @@ class MicroServer:
             )
             self.services.append(self._core("runtime", RuntimeHandler(self.runtime), "Runtime"))
         if self.options.gateway is not None:
+            opts = self.options
+            gateway_ssl = None
+            if opts.gateway_cert is not None and opts.gateway_key is not None:
+                import ssl
+
+                gateway_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+                gateway_ssl.load_cert_chain(opts.gateway_cert, opts.gateway_key)
             self.gateway = Gateway(
                 self.client,
                 self.options.gateway,
                 guard=self.guard,
                 exchange=self.auth.exchange if self.auth is not None else None,
+                cors_origins=opts.cors_origins,
+                rate_per_ip=opts.rate_per_ip,
+                burst_per_ip=opts.rate_per_ip * 2,
+                rate_per_account=opts.rate_per_account,
+                burst_per_account=opts.rate_per_account * 2,
+                trust_forwarded=opts.trust_forwarded,
+                metrics_public=opts.metrics_public,
+                ssl=gateway_ssl,
             )
             # the gateway's spans and stats, served like any service's (micro trace, stats)
             self.services.append(self._core("gateway", self.gateway.debug.handler, "Debug"))

@@ -106,6 +106,9 @@ class Service:
         self._tls: TlsClient | None = None  # MICRO_TLS=1: see tls_client
         self._identity: IdentityClient | None = None  # renews this service's certificate
         self._server_ssl: ssl.SSLContext | None = None
+        self._web_app: Any = None  # an ASGI app served beside the endpoints (web())
+        self._web_url = ""
+        self._web_stop: Callable[[], Awaitable[None]] | None = None
         self.debug: Instrumentation = instrument(name)
         self.middleware = [*self.debug.middleware, *middleware]
         self._address = address
@@ -277,6 +280,14 @@ class Service:
 
         return register
 
+    def web(self, app: Any) -> None:
+        """Serve the ASGI ``app`` (FastAPI, Starlette, ...) beside the RPC endpoints while the
+        service runs; the gateway reverse-proxies ``/web/{name}/...`` to it, WebSockets
+        included (docs/gateway.md). Needs uvicorn (``pip install 'micro-py[web]'``)."""
+        if self.server is not None:
+            raise RuntimeError("add the web app before the service starts")
+        self._web_app = app
+
     def on_start(self, hook: Hook) -> Hook:
         """Run ``hook`` after the server listens, before registering."""
         self._on_start.append(hook)
@@ -301,13 +312,10 @@ class Service:
         ]
         nodes = []
         if self.server is not None and self.server.address:
-            nodes.append(
-                Node(
-                    self.node_id,
-                    self.server.address,
-                    {"pid": str(os.getpid()), "host": socket.gethostname()},
-                )
-            )
+            node_meta = {"pid": str(os.getpid()), "host": socket.gethostname()}
+            if self._web_url:
+                node_meta["web"] = self._web_url
+            nodes.append(Node(self.node_id, self.server.address, node_meta))
         return ServiceInfo(self.name, self.version, self.metadata, endpoints, nodes)
 
     # -- running ---------------------------------------------------------------------------------
@@ -341,6 +349,11 @@ class Service:
         else:
             server.router.add(self.name, list(self.endpoints.values()))
             self.server = server
+        if self._web_app is not None:
+            from .web import serve_asgi
+
+            web_host, _ = split_address(self.server.address)
+            self._web_url, self._web_stop = await serve_asgi(self._web_app, web_host)
         for hook in self._on_start:
             await hook()
         self._subscriber_tasks = [await start_subscriber(self.broker, s) for s in self.subscribers]
@@ -366,6 +379,7 @@ class Service:
         from ..auth.connect import connect_service
 
         self.session, self.guard = await connect_service(self.settings, self.client, self.name)
+        await self.guard.start()  # loads the rules as this service (self.session is set)
         tls = self.tls_client
         if tls is not None:
             await self._obtain_certificate(tls)
@@ -423,6 +437,12 @@ class Service:
                 await server.stop(grace)
             else:
                 server.router.remove(self.name)
+        web_stop, self._web_stop, self._web_url = self._web_stop, None, ""
+        if web_stop is not None:
+            try:
+                await web_stop()
+            except Exception:
+                log.exception("%s: stopping the web app failed", self.name)
         for hook in self._on_stop:
             try:
                 await hook()
@@ -472,4 +492,6 @@ def _endpoint_metadata(ep: Endpoint) -> dict[str, str]:
         meta["public"] = "true"
     if ep.idempotent:
         meta["idempotent"] = "true"
+    if ep.routes:  # explicit HTTP routes, read by the gateway: [["GET", "/users/{id}"], ...]
+        meta["http"] = ep.routes_json()
     return meta

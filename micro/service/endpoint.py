@@ -24,6 +24,7 @@ __all__ = [
     "endpoints_of",
     "idempotent",
     "public",
+    "route",
 ]
 
 HandlerFunc = Callable[[Context, Any], Awaitable[Any]]
@@ -56,6 +57,48 @@ def idempotent(func: Callable[..., Any]) -> Callable[..., Any]:
     """Mark a handler method as safe to re-send after a lost connection."""
     func.__micro_idempotent__ = True  # type: ignore[attr-defined]
     return func
+
+
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
+"""The methods :func:`route` accepts."""
+
+_TEMPLATE_SEGMENT = re.compile(r"^(?:\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z0-9._~!$&'()*+,;=:@-]+)$")
+
+
+def route(method: str, path: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Serve a handler method at an explicit HTTP route of the gateway, as well as at the
+    path Micro's rules give it. ``path`` is a template whose whole segments may be
+    parameters: ``@route("GET", "/users/{id}")``. The gateway merges path parameters (typed
+    as the request's fields say) and the query string into the request. Stackable: each
+    decorator adds one route. Raises ``ValueError`` for an unknown method or a bad template.
+    """
+    verb = method.upper()
+    if verb not in HTTP_METHODS:
+        raise ValueError(f"route method {method!r} is not one of {sorted(HTTP_METHODS)}")
+    if not path.startswith("/"):
+        raise ValueError(f"route path {path!r} must start with '/'")
+    segments = [s for s in path.split("/") if s]
+    names: list[str] = []
+    for segment in segments:
+        if not _TEMPLATE_SEGMENT.match(segment):
+            raise ValueError(
+                f"route path {path!r}: segment {segment!r} is neither a literal nor a {{param}}"
+            )
+        if segment.startswith("{"):
+            names.append(segment[1:-1])
+    if len(set(names)) != len(names):
+        raise ValueError(f"route path {path!r} repeats a parameter")
+    normalized = "/" + "/".join(segments)
+
+    def mark(func: Callable[..., Any]) -> Callable[..., Any]:
+        routes: list[tuple[str, str]] = list(getattr(func, "__micro_routes__", ()))
+        if (verb, normalized) not in routes:
+            # decorators apply bottom-up: insert first so the list reads top to bottom
+            routes.insert(0, (verb, normalized))
+        func.__micro_routes__ = routes  # type: ignore[attr-defined]
+        return func
+
+    return mark
 
 
 _CAMEL = re.compile(r"(?:^|_)([a-z0-9])")
@@ -100,6 +143,7 @@ class Endpoint:
         "request_type",
         "response_schema",
         "response_type",
+        "routes",
     )
 
     def __init__(self, name: str, func: Callable[..., Any]) -> None:
@@ -131,11 +175,17 @@ class Endpoint:
         self.response_type: Any = out_item if out_item is not None else resp_hint
         self.public = bool(getattr(func, "__micro_public__", False))
         self.idempotent = bool(getattr(func, "__micro_idempotent__", False))
+        self.routes: list[tuple[str, str]] = list(getattr(func, "__micro_routes__", ()))
         self.request_schema = _schema(self.request_type, f"request of {name}")
         self.response_schema = _schema(self.response_type, f"response of {name}")
         self._msgpack_decoder = msgspec.msgpack.Decoder(self.request_type)
         self._json_decoder = msgspec.json.Decoder(self.request_type)
         self.call: HandlerFunc = self._base()
+
+    def routes_json(self) -> str:
+        """The explicit HTTP routes as the registry metadata ``http`` holds them:
+        ``[["GET","/users/{id}"]]``."""
+        return _json_encoder.encode([list(r) for r in self.routes]).decode()
 
     def _base(self) -> HandlerFunc:
         func = self.func

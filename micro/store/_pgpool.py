@@ -10,7 +10,7 @@ import asyncpg  # type: ignore[import-untyped]
 
 from ..errors import MicroError, internal, unavailable
 
-__all__ = ["LOST", "PostgresSettings", "open_pool"]
+__all__ = ["LOST", "PostgresSettings", "close_pool", "keep_session", "open_pool"]
 
 LOST: tuple[type[BaseException], ...] = (
     OSError,
@@ -43,17 +43,30 @@ class PostgresSettings:
             raise ValueError("timeouts must be positive")
 
 
+async def keep_session(conn: asyncpg.Connection) -> None:
+    """A pool ``reset`` that sends nothing: for pools whose users leave no session state
+    (``SET``, ``LISTEN``, cursors, session advisory locks). asyncpg still rolls back an open
+    transaction first; its default reset costs one more round trip per acquire."""
+
+
 async def open_pool(
     settings: PostgresSettings,
     migrate: Callable[[asyncpg.Connection], Awaitable[None]],
     error_id: str,
+    *,
+    reset: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
 ) -> asyncpg.Pool:
     """A connected pool whose database has been migrated; ``unavailable`` when the server
-    cannot be reached, ``internal`` when it refuses."""
+    cannot be reached, ``internal`` when it refuses. ``reset`` runs when a connection goes
+    back to the pool (None: asyncpg's, which resets every kind of session state)."""
     s = settings
     pool = asyncpg.create_pool(
-        s.dsn, min_size=s.pool_min, max_size=s.pool_max, timeout=s.connect_timeout,
+        s.dsn,
+        min_size=s.pool_min,
+        max_size=s.pool_max,
+        timeout=s.connect_timeout,
         command_timeout=s.command_timeout,
+        reset=reset,
     )
     try:
         await asyncio.wait_for(pool, s.connect_timeout * 2)

@@ -4,7 +4,14 @@ Semantics are those of :class:`~micro.store.memory.MemoryStore`: etags come from
 sequence per PostgreSQL database (never reused), expiry is computed and filtered with the
 injected clock (so several processes must share a wall clock), writes and transactions take
 per-key advisory locks and check their conditions inside one PostgreSQL transaction (all
-or nothing). Schema and queries: :mod:`micro.store._pgsql`.
+or nothing). A single write, delete or read is one statement and one round trip, like
+asyncpg used by hand (:mod:`micro.store._pgwrite`); ``synchronous_commit`` is the server's
+(on by default: a write is acknowledged once committed). Schema and queries:
+:mod:`micro.store._pgsql`.
+
+Pooled connections keep no session state (no ``SET``, ``LISTEN``, cursors or session
+locks), so a connection goes back to the pool without asyncpg's reset query: one round
+trip less per call (an open transaction is still rolled back).
 
 Lifecycle: :meth:`PostgresStore.start` opens the pool, applies the migrations (``CREATE ...
 IF NOT EXISTS`` plus the version table ``micro_store_schema``) and starts the purge task;
@@ -26,8 +33,8 @@ import asyncpg  # type: ignore[import-untyped]
 from ..errors import MicroError, internal, not_found, unavailable
 from . import DEFAULT_MAX_VALUE, DeleteOp, Op, Order, Record, WriteOp
 from . import _pgsql as sql
-from ._pgpool import LOST, PostgresSettings, close_pool, open_pool
-from ._pgwrite import apply_ops
+from ._pgpool import LOST, PostgresSettings, close_pool, keep_session, open_pool
+from ._pgwrite import apply_ops, delete_one, write_one
 from ._purge import purge_forever
 from ._validate import (
     ID,
@@ -87,7 +94,7 @@ class PostgresStore:
             return self._pool
         async with self._opening:
             if self._pool is None:
-                self._pool = await open_pool(self.settings, sql.migrate, ID)
+                self._pool = await open_pool(self.settings, sql.migrate, ID, reset=keep_session)
             return self._pool
 
     async def close(self) -> None:
@@ -146,14 +153,7 @@ class PostgresStore:
         if not prefix and not suffix:
             check_key(key)
             async with self._conn() as conn:
-                row = await conn.fetchrow(
-                    f"SELECT {sql.COLUMNS} FROM {sql.TABLE} WHERE database = $1 AND tbl = $2 "
-                    f"AND {sql.LIVE} AND key = $4",
-                    database,
-                    table,
-                    now,
-                    key,
-                )
+                row = await conn.fetchrow(sql.READ, database, table, now, key)
             if row is None:
                 raise not_found(ID, f"key {key!r} not found in {database}/{table}")
             return [sql.record(row)]
@@ -180,14 +180,7 @@ class PostgresStore:
         if not keys:
             return []
         async with self._conn() as conn:
-            rows = await conn.fetch(
-                f"SELECT {sql.COLUMNS} FROM {sql.TABLE} WHERE database = $1 AND tbl = $2 "
-                f"AND {sql.LIVE} AND key = ANY($4::text[])",
-                database,
-                table,
-                self._clock(),
-                list(keys),
-            )
+            rows = await conn.fetch(sql.READ_MANY, database, table, self._clock(), list(keys))
         found = {row["key"]: sql.record(row) for row in rows}
         return [
             Record(r.key, r.value, dict(r.metadata), r.expiry, r.etag)
@@ -257,17 +250,14 @@ class PostgresStore:
         check_write("", key, value, metadata, ttl, etag, if_absent, self.max_value)
         op = WriteOp(key, value, dict(metadata or {}), ttl, etag, if_absent)
         async with self._conn() as conn:
-            (written,) = await apply_ops(conn, database, table, [op], self._clock(), single=True)
-        return written
+            return await write_one(conn, database, table, op, self._clock())
 
     async def delete(self, database: str, table: str, key: str, *, etag: str | None = None) -> None:
         """Remove ``key``; with ``etag`` only if it still matches."""
         check_table(database, table)
         check_key(key)
         async with self._conn() as conn:
-            await apply_ops(
-                conn, database, table, [DeleteOp(key, etag)], self._clock(), single=True
-            )
+            await delete_one(conn, database, table, DeleteOp(key, etag), self._clock())
 
     async def transact(self, database: str, table: str, ops: Sequence[Op]) -> list[Record]:
         """Apply ``ops`` in order, all or none."""
@@ -276,4 +266,4 @@ class PostgresStore:
         if not ops:
             return []
         async with self._conn() as conn:
-            return await apply_ops(conn, database, table, ops, self._clock(), single=False)
+            return await apply_ops(conn, database, table, ops, self._clock())

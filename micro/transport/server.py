@@ -8,6 +8,7 @@ import functools
 import logging
 import ssl as _ssl
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ..context import Context, _current
@@ -32,10 +33,15 @@ _NOT_MICRO = (
 
 
 class Router:
-    """Endpoints by service name and endpoint name; one listener can serve many services."""
+    """Endpoints by service name and endpoint name; one listener can serve many services.
+
+    ``fallback(service, endpoint)`` (optional) answers calls no table entry matches: it
+    returns the :class:`Endpoint` to run (built for that name, e.g. a forwarder in
+    :mod:`micro.proxy`) or ``None`` for the usual ``not_found``."""
 
     def __init__(self) -> None:
         self.services: dict[str, dict[str, Endpoint]] = {}
+        self.fallback: Callable[[str, str], Endpoint | None] | None = None
 
     def add(self, service: str, endpoints: list[Endpoint]) -> None:
         """Serve ``endpoints`` under ``service``."""
@@ -155,8 +161,11 @@ class ServerConnection(FramedProtocol):
             err = MicroError(frame.service, "draining", "service is shutting down", 503)
             self.send(_error_frame(call_id, err))
             return
-        table = server.router.services.get(frame.service)
+        router = server.router
+        table = router.services.get(frame.service)
         ep = table.get(frame.endpoint) if table is not None else None
+        if ep is None and router.fallback is not None:
+            ep = router.fallback(frame.service, frame.endpoint)
         if ep is None:
             if table is None:
                 detail = f"service {frame.service!r} is not served here"
