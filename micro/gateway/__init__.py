@@ -60,7 +60,7 @@ from ..registry import EndpointInfo
 from ..transport.client import split_address
 from ..transport.frames import Codec
 from . import streaming
-from .accesslog import AccessRecord, log_access
+from .accesslog import AccessRecord, access_enabled, log_access
 from .cors import Cors
 from .metrics import CONTENT_TYPE, UNKNOWN, GatewayMetrics
 from .ratelimit import Buckets, retry_after
@@ -75,6 +75,7 @@ _JSON = "application/json"
 _MAX_BODY = 4 * 1024 * 1024 - 4096
 _FORWARDED_PREFIX = "micro-"
 _COOKIE = "micro-token"
+_UNARY = "unary"
 _MAX_KEYS = 10_000
 _QUERY_METHODS = ("GET", "DELETE", "HEAD")
 _json = msgspec.json.Encoder()
@@ -149,7 +150,9 @@ class Gateway:
         self._runner: web.AppRunner | None = None
         self.app = web.Application(
             client_max_size=max_body,
-            middlewares=[self._observe, self._cross_origin, self._limit_ip],
+            # one middleware (aiohttp rebuilds the chain per request: each costs): metrics and
+            # access log, around CORS, around the per-IP limit
+            middlewares=[self._observe],
         )
         self.app.router.add_get("/health", self._health)
         self.app.router.add_get("/metrics", self._metrics)
@@ -208,7 +211,7 @@ class Gateway:
         started = time.perf_counter()
         status = 500
         try:
-            response = await handler(request)
+            response = await self._cross_origin(request, handler)
             status = response.status
             return response
         except web.HTTPException as exc:
@@ -227,21 +230,21 @@ class Gateway:
             self.metrics.observe(service, endpoint, status, seconds, code)
         else:
             self.metrics.observe(UNKNOWN, UNKNOWN, status, seconds, code)
-        log_access(
-            AccessRecord(
-                method=request.method,
-                path=request.path,
-                status=status,
-                duration_ms=round(seconds * 1000, 3),
-                service=service,
-                endpoint=endpoint,
-                account=request.get(_ACCOUNT, UNKNOWN),
-                remote=self.remote(request),
-                trace_id=request.get(_TRACE, ""),
+        if access_enabled():
+            log_access(
+                AccessRecord(
+                    method=request.method,
+                    path=request.path,
+                    status=status,
+                    duration_ms=round(seconds * 1000, 3),
+                    service=service,
+                    endpoint=endpoint,
+                    account=request.get(_ACCOUNT, UNKNOWN),
+                    remote=self.remote(request),
+                    trace_id=request.get(_TRACE, ""),
+                )
             )
-        )
 
-    @web.middleware
     async def _cross_origin(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
@@ -254,9 +257,9 @@ class Gateway:
             requested = request.headers.get("Access-Control-Request-Headers")
             return web.Response(status=204, headers=self.cors.preflight(origin, requested))
         if not origin or not self.cors.allowed(origin):
-            return await handler(request)
+            return await self._limit_ip(request, handler)
         try:
-            response = await handler(request)
+            response = await self._limit_ip(request, handler)
         except web.HTTPException as exc:
             exc.headers.update(self.cors.response_headers(origin))
             raise
@@ -270,7 +273,6 @@ class Gateway:
         origin = request.headers.get("Origin")
         return self.cors.response_headers(origin) if origin and self.cors.allowed(origin) else {}
 
-    @web.middleware
     async def _limit_ip(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
@@ -355,10 +357,11 @@ class Gateway:
             namespace = claims.namespace if claims is not None else DEFAULT_NAMESPACE
             service, endpoint, route, params = self._target(request, namespace)
             request[_SERVICE], request[_ENDPOINT] = service, endpoint
+            info = await self._endpoint(service, endpoint)
             if self.guard is not None:
-                public = await self._public(service, endpoint)
+                public = info is not None and info.metadata.get("public") == "true"
                 self.guard.check(claims, service, endpoint, public)
-            kind = await streaming.is_streaming(self, service, endpoint)
+            kind = info.stream if info is not None and info.stream != _UNARY else None
             if kind is not None:  # WebSocket or SSE, auth done (streaming.py)
                 return await self._stream(request, service, endpoint, kind, route, params, metadata)
             body = await self._payload(request, service, endpoint, route, params)
@@ -441,15 +444,21 @@ class Gateway:
 
     async def _public(self, service: str, endpoint: str) -> bool:
         """Whether the registry says ``service``/``endpoint`` is marked public."""
-        view = self.client.view
-        if view is None:
-            return False
-        try:
-            await view.load(service)
-        except MicroError:
-            return False
-        info = view.endpoint(service, endpoint)
+        info = await self._endpoint(service, endpoint)
         return info is not None and info.metadata.get("public") == "true"
+
+    async def _endpoint(self, service: str, endpoint: str) -> EndpointInfo | None:
+        """The registry's record of ``service``/``endpoint``: from the watched cache, read
+        from the registry only when the service is not cached yet."""
+        info = self.endpoint_info(service, endpoint)
+        view = self.client.view
+        if info is None and view is not None and view.nodes(service) is None:
+            try:
+                await view.load(service)
+            except MicroError:
+                return None
+            info = self.endpoint_info(service, endpoint)
+        return info
 
     async def _access_for(self, api_key: str) -> str:
         """An access token for ``api_key``, exchanged once and reused until near expiry."""

@@ -42,6 +42,11 @@ class AccessRecord(msgspec.Struct):
 _encode = msgspec.json.Encoder().encode
 
 
+def access_enabled() -> bool:
+    """Whether access lines are written (INFO on the access logger): build none otherwise."""
+    return logger.isEnabledFor(logging.INFO)
+
+
 def log_access(record: AccessRecord) -> None:
     """Write ``record`` (when INFO is enabled on the access logger)."""
     if not logger.isEnabledFor(logging.INFO):

@@ -15,6 +15,8 @@ endpoints, malformed paths, ``/health`` and anything not routed to a service).
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
@@ -22,6 +24,7 @@ __all__ = ["CONTENT_TYPE", "UNKNOWN", "GatewayMetrics"]
 
 UNKNOWN = "-"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+_MAX_CHILDREN = 10_000  # cached label children (the label sets are bounded anyway)
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -43,6 +46,7 @@ class GatewayMetrics:
             buckets=_BUCKETS,
             registry=self.registry,
         )
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.errors = Counter(
             "micro_gateway_errors",
             "HTTP requests answered with an error, by error code",
@@ -54,8 +58,17 @@ class GatewayMetrics:
         self, service: str, endpoint: str, status: int, seconds: float, code: str | None
     ) -> None:
         """Count one answered request."""
-        self.requests.labels(service, endpoint, str(status)).inc()
-        self.latency.labels(service, endpoint).observe(seconds)
+        key = (service, endpoint, status)
+        children = self._children.get(key)
+        if children is None:  # labels() takes a lock and builds a tuple: once per series
+            if len(self._children) >= _MAX_CHILDREN:
+                self._children.clear()
+            children = self._children[key] = (
+                self.requests.labels(service, endpoint, str(status)),
+                self.latency.labels(service, endpoint),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
         if code is not None:
             self.errors.labels(service, endpoint, code).inc()
 

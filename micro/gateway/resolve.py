@@ -33,8 +33,24 @@ def _camel(segment: str) -> str:
     return "".join(part[:1].upper() + part[1:] for part in re.split(r"[-_]", segment) if part)
 
 
+_CACHE: dict[str, tuple[str, str]] = {}
+_CACHE_SIZE = 4096
+
+
 def resolve(path: str) -> tuple[str, str]:
-    """``(service, endpoint)`` for a request path; ``bad_request`` when it cannot map."""
+    """``(service, endpoint)`` for a request path; ``bad_request`` when it cannot map.
+    Answers are cached (paths repeat: the rules are pure)."""
+    found = _CACHE.get(path)
+    if found is not None:
+        return found
+    found = _resolve(path)
+    if len(_CACHE) >= _CACHE_SIZE:
+        _CACHE.clear()
+    _CACHE[path] = found
+    return found
+
+
+def _resolve(path: str) -> tuple[str, str]:
     parts = [p for p in path.split("/") if p]
     if not parts:
         raise bad_request("gateway", "no service in the path: use /{service}/{endpoint}")
