@@ -9,8 +9,15 @@
                ├─ events    (Events.*)     backend: SqliteEvents (data_dir/events.db)
                ├─ sync      (Sync.*)       backend: SqliteSync (data_dir/sync.db)
                ├─ monitor   (Monitor.*)    probes every node, runs checks, raises alerts
+               ├─ auth      (Auth.*)       accounts, tokens, rules (state in the store)
+               ├─ token     (Token.*)      one-time tokens (state in the store)
+               ├─ identity  (Identity.*)   the CA: certificates for services (data_dir/ca)
                └─ runtime   (Runtime.*)    backend: LocalRuntime (supervised processes)
     :8080  HTTP gateway ──> any registered service
+
+Auth is on: every endpoint is guarded (micro.auth.guard); the first start creates ``admin``
+and prints its password once; ``data_dir/credentials`` holds the local admin API key. With
+``tls`` (MICRO_TLS=1) the RPC listener speaks mutual TLS (micro.identity.bootstrap).
 
 Each core service is an ordinary :class:`~micro.Service` sharing the listener, registered in
 the registry like any other, so ``micro services`` lists them too.
