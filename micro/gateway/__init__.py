@@ -15,6 +15,12 @@ unless parameters must be merged, so the gateway rarely re-encodes bodies; the s
 validates them against its types. RPC errors become their HTTP status with the error as the
 JSON body, ``{id, code, detail, status}``.
 
+Before those, routes added with :meth:`Gateway.add_route` (``/health``, ``/metrics``, and
+those the other gateway modules install: ``/openapi.json``, ``/docs``, ``POST
+/events/{topic}``, ``/web/{service}/...``): exact paths looked up in a dict, templates by
+their first segment. The gateway runs on aiohttp's low-level server (``web.Server``), with no
+``web.Application``, router or middleware chain: its own dispatch does all of the above.
+
 Around every request (every route, those other modules install too), in this order:
 
 - **observation** — Prometheus metrics (:mod:`micro.gateway.metrics`, ``GET /metrics``) and a
@@ -30,16 +36,22 @@ the rules before the call; the service checks again.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from ssl import SSLContext
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 import msgspec
-from aiohttp import web
+from aiohttp import HttpVersion11, web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.http_parser import RawRequestMessage
+from aiohttp.streams import StreamReader
+from aiohttp.web_protocol import RequestHandler
 
 from ..auth import ADMIN, DEFAULT_NAMESPACE, Claims, Tokens
 from ..auth.guard import Guard, bearer
@@ -65,9 +77,9 @@ from .cors import Cors
 from .metrics import CONTENT_TYPE, UNKNOWN, GatewayMetrics
 from .ratelimit import Buckets, retry_after
 from .resolve import resolve
-from .routes import Route, RouteTable, coerce, field_schemas, path_segments
+from .routes import Lookup, Route, RouteTable, coerce, field_schemas, path_segments
 
-__all__ = ["Gateway", "HttpError"]
+__all__ = ["Cleanup", "Gateway", "Handler", "HttpError"]
 
 log = logging.getLogger("micro.gateway")
 
@@ -81,12 +93,23 @@ _QUERY_METHODS = ("GET", "DELETE", "HEAD")
 _json = msgspec.json.Encoder()
 _object = msgspec.json.Decoder(dict[str, Any])
 
+_HEALTH = b'{"status":"ok"}'
+_NOT_FOUND = Lookup()  # no route (read only)
+
+Handler = Callable[[web.BaseRequest, dict[str, str]], Awaitable[web.StreamResponse]]
+"""A route's handler (:meth:`Gateway.add_route`): the request and the parameters its path
+template matched (``{}`` for an exact path)."""
+
+Cleanup = Callable[[], Awaitable[None]]
+"""A callback run when the gateway stops (:meth:`Gateway.on_stop`)."""
+
 # what a request learns on its way, read back by the observation middleware
 _SERVICE = web.RequestKey("service", str)
 _ENDPOINT = web.RequestKey("endpoint", str)
 _ACCOUNT = web.RequestKey("account", str)
 _TRACE = web.RequestKey("trace_id", str)
 _ERROR = web.RequestKey("error_code", str)
+_KNOWN = web.RequestKey("known", bool)  # the registry knows the service and endpoint
 
 
 class HttpError(MicroError):
@@ -147,18 +170,44 @@ class Gateway:
         self.metrics = GatewayMetrics()
         self.routes = RouteTable(client.view.registry if client.view is not None else None)
         self.debug: Instrumentation = instrument("gateway")
-        self._runner: web.AppRunner | None = None
-        self.app = web.Application(
-            client_max_size=max_body,
-            # one middleware (aiohttp rebuilds the chain per request: each costs): metrics and
-            # access log, around CORS, around the per-IP limit
-            middlewares=[self._observe],
-        )
-        self.app.router.add_get("/health", self._health)
-        self.app.router.add_get("/metrics", self._metrics)
+        self._runner: web.ServerRunner | None = None
+        # aiohttp's low-level server, routed here (no web.Application, router or middleware
+        # chain): exact paths in a dict, templates by their first segment, the rest to RPC
+        self._exact: dict[str, dict[str, Handler]] = {}
+        self._templates: dict[str, list[_Template]] = {}
+        self._cleanups: list[Cleanup] = []
+        self.add_route("GET", "/health", self._health)
+        self.add_route("GET", "/metrics", self._metrics)
         self._events_backend = events  # POST /events/{topic} publishes here (None: over RPC)
         self._install_extras()
-        self.app.router.add_route("*", r"/{path:[\s\S]*}", self._handle)
+
+    def add_route(self, method: str, path: str, handler: Handler) -> None:
+        """Serve ``method`` (``"*"``: any; ``"GET"`` also answers ``HEAD``) at ``path`` with
+        ``handler(request, params)``, before the RPC routing.
+
+        ``path`` is exact (``/health``) or a template of ``/``-separated segments whose first
+        is literal: ``{name}`` matches one non-empty segment, a last ``{name*}`` the rest of
+        the path (possibly empty, slashes included); ``params`` has their percent-decoded
+        values. Templates are tried in the order added; a request no route takes (path or
+        method) goes on to the RPC routing. Adding the same method and path again replaces
+        the handler. Call it before :meth:`start`."""
+        method = method.upper()
+        if not path.startswith("/"):
+            raise ValueError(f"route path {path!r} must start with /")
+        if "{" not in path and "}" not in path:
+            self._exact.setdefault(path, {})[method] = handler
+            return
+        template = _Template.parse(method, path, handler)
+        group = self._templates.setdefault(template.parts[0], [])
+        for i, known in enumerate(group):
+            if known.method == method and known.path == path:
+                group[i] = template
+                return
+        group.append(template)
+
+    def on_stop(self, callback: Cleanup) -> None:
+        """Run ``callback()`` when the gateway stops, after the last request is answered."""
+        self._cleanups.append(callback)
 
     def _install_extras(self) -> None:
         """Routes of the other gateway modules, before the catch-all route: ``POST
@@ -183,7 +232,23 @@ class Gateway:
         """Listen; returns the ``host:port`` bound (a port of 0 picks a free one)."""
         await self.routes.start()
         host, port = split_address(self.address)
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        loop = asyncio.get_running_loop()
+        max_body = self.max_body
+
+        def make_request(
+            message: RawRequestMessage,
+            payload: StreamReader,
+            protocol: RequestHandler,
+            writer: AbstractStreamWriter,
+            task: asyncio.Task[None],
+        ) -> web.BaseRequest:
+            # client_max_size bounds request.read() (413 beyond it)
+            return web.BaseRequest(
+                message, payload, protocol, writer, task, loop, client_max_size=max_body
+            )
+
+        handler = web.Server(self._serve, request_factory=make_request, access_log=None)
+        self._runner = web.ServerRunner(handler, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, reuse_address=True, ssl_context=self.ssl)
         await site.start()
@@ -199,19 +264,23 @@ class Gateway:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+            for callback in self._cleanups:
+                await callback()
         await self.routes.stop()
 
-    # -- middleware --------------------------------------------------------------------------
+    # -- dispatch ------------------------------------------------------------------------------
 
-    @web.middleware
-    async def _observe(
-        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        """Metrics and the access log of every request."""
+    async def _serve(self, request: web.BaseRequest) -> web.StreamResponse:
+        """Every request: metrics and the access log, around CORS, around the per-IP limit,
+        around the routing."""
         started = time.perf_counter()
         status = 500
         try:
-            response = await self._cross_origin(request, handler)
+            headers = request.headers
+            if "Origin" in headers or "Expect" in headers:
+                response = await self._cross_origin(request)
+            else:
+                response = await self._route(request)  # one coroutine frame less
             status = response.status
             return response
         except web.HTTPException as exc:
@@ -220,13 +289,44 @@ class Gateway:
         finally:
             self._record(request, status, time.perf_counter() - started)
 
-    def _record(self, request: web.Request, status: int, seconds: float) -> None:
+    def _route(self, request: web.BaseRequest) -> Awaitable[web.StreamResponse]:
+        """The per-IP rate limit, then the route: an exact path, a template, else RPC. Not a
+        coroutine: it returns the handler's, so the chain a response resumes is shorter."""
+        path = request.path
+        if self.ip_limit.enabled and path != "/health":
+            wait = self.ip_limit.take(self.remote(request))
+            if wait > 0:
+                return _ready(self.error(request, _limited("this address", wait)))
+        exact = self._exact.get(path)
+        if exact is not None:
+            method = request.method
+            handler = exact.get(method) or exact.get("*")
+            if handler is None and method == "HEAD":
+                handler = exact.get("GET")
+            if handler is not None:
+                return handler(request, {})
+        if self._templates:
+            slash = path.find("/", 1)
+            group = self._templates.get(path[1:slash] if slash > 0 else path[1:])
+            if group is not None:
+                method = request.method
+                segments = request.raw_path.split("?", 1)[0][1:].split("/")
+                for template in group:
+                    if not template.serves(method):
+                        continue
+                    params = template.match(segments)
+                    if params is not None:
+                        return template.handler(request, params)
+        return self._handle(request)
+
+    def _record(self, request: web.BaseRequest, status: int, seconds: float) -> None:
         service: str = request.get(_SERVICE, UNKNOWN)
         endpoint: str = request.get(_ENDPOINT, UNKNOWN)
         code: str | None = None
         if status >= 400:
             code = request.get(_ERROR) or f"http_{status}"
-        if self._known(service, endpoint):
+        known = request.get(_KNOWN)  # the registry's answer, if the RPC route asked it
+        if known if known is not None else self._known(service, endpoint):
             self.metrics.observe(service, endpoint, status, seconds, code)
         else:
             self.metrics.observe(UNKNOWN, UNKNOWN, status, seconds, code)
@@ -245,10 +345,10 @@ class Gateway:
                 )
             )
 
-    async def _cross_origin(
-        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        """Answer CORS preflights; add CORS headers for allowed origins."""
+    async def _cross_origin(self, request: web.BaseRequest) -> web.StreamResponse:
+        """``Expect: 100-continue``; CORS preflights; CORS headers for allowed origins."""
+        if request.headers.get("Expect"):
+            await _expect(request)
         origin = request.headers.get("Origin")
         if Cors.is_preflight(request.method, request.headers):
             assert origin is not None
@@ -257,9 +357,9 @@ class Gateway:
             requested = request.headers.get("Access-Control-Request-Headers")
             return web.Response(status=204, headers=self.cors.preflight(origin, requested))
         if not origin or not self.cors.allowed(origin):
-            return await self._limit_ip(request, handler)
+            return await self._route(request)
         try:
-            response = await self._limit_ip(request, handler)
+            response = await self._route(request)
         except web.HTTPException as exc:
             exc.headers.update(self.cors.response_headers(origin))
             raise
@@ -267,23 +367,13 @@ class Gateway:
             response.headers.update(self.cors.response_headers(origin))
         return response
 
-    def cors_headers(self, request: web.Request) -> dict[str, str]:
+    def cors_headers(self, request: web.BaseRequest) -> dict[str, str]:
         """The CORS headers for an answer to ``request`` (none for a disallowed origin), for
         handlers that prepare a streamed response themselves."""
         origin = request.headers.get("Origin")
         return self.cors.response_headers(origin) if origin and self.cors.allowed(origin) else {}
 
-    async def _limit_ip(
-        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        """The per-IP rate limit."""
-        if self.ip_limit.enabled and request.path != "/health":
-            wait = self.ip_limit.take(self.remote(request))
-            if wait > 0:
-                return self.error(request, _limited("this address", wait))
-        return await handler(request)
-
-    def remote(self, request: web.Request) -> str:
+    def remote(self, request: web.BaseRequest) -> str:
         """The client's IP: the peer, or with ``trust_forwarded`` the last address in
         ``X-Forwarded-For`` (the one the trusted proxy appended)."""
         if self.trust_forwarded:
@@ -293,7 +383,7 @@ class Gateway:
                 return hops[-1]
         return request.remote or UNKNOWN
 
-    def error(self, request: web.Request, err: MicroError) -> web.Response:
+    def error(self, request: web.BaseRequest, err: MicroError) -> web.Response:
         """``err`` as a JSON answer with its status (and headers, for an :class:`HttpError`)."""
         request[_ERROR] = err.code
         headers = err.headers if isinstance(err, HttpError) else None
@@ -306,10 +396,10 @@ class Gateway:
 
     # -- handlers ----------------------------------------------------------------------------
 
-    async def _health(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+    async def _health(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
+        return web.Response(body=_HEALTH, content_type=_JSON)
 
-    async def _metrics(self, request: web.Request) -> web.Response:
+    async def _metrics(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
         """Prometheus metrics; with a guard, for an admin of namespace ``micro`` unless
         ``metrics_public``."""
         if self.guard is not None and not self.metrics_public:
@@ -325,7 +415,7 @@ class Gateway:
 
     async def _stream(
         self,
-        request: web.Request,
+        request: web.BaseRequest,
         service: str,
         endpoint: str,
         kind: str,
@@ -342,11 +432,11 @@ class Gateway:
             self, request, service, endpoint, kind, metadata, timeout, body=body
         )
 
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         metadata = {
-            k.lower(): v
+            low: v
             for k, v in request.headers.items()
-            if k.lower().startswith(_FORWARDED_PREFIX)
+            if (low := k.lower()).startswith(_FORWARDED_PREFIX)
         }
         try:
             claims: Claims | None = None
@@ -358,6 +448,7 @@ class Gateway:
             service, endpoint, route, params = self._target(request, namespace)
             request[_SERVICE], request[_ENDPOINT] = service, endpoint
             info = await self._endpoint(service, endpoint)
+            request[_KNOWN] = info is not None
             if self.guard is not None:
                 public = info is not None and info.metadata.get("public") == "true"
                 self.guard.check(claims, service, endpoint, public)
@@ -380,15 +471,19 @@ class Gateway:
         return web.Response(body=reply, content_type=_JSON)
 
     def _target(
-        self, request: web.Request, namespace: str
+        self, request: web.BaseRequest, namespace: str
     ) -> tuple[str, str, Route | None, dict[str, str]]:
         """``(service, endpoint, route, path parameters)``: an explicit route of the caller's
         namespace, else Micro's path rules (the service qualified with the namespace)."""
-        found = self.routes.lookup(namespace, request.method, path_segments(request.raw_path))
+        found = (
+            self.routes.lookup(namespace, request.method, path_segments(request.raw_path))
+            if self.routes.serves(namespace)
+            else _NOT_FOUND
+        )
         if found.route is not None:
             return found.route.service, found.route.endpoint, found.route, found.params
         try:
-            service, endpoint = resolve(request.match_info["path"])
+            service, endpoint = resolve(request.path[1:])
         except MicroError:
             if found.allow:
                 raise _not_allowed(request, found.allow) from None
@@ -408,7 +503,7 @@ class Gateway:
     def _known(self, service: str, endpoint: str) -> bool:
         return service != UNKNOWN and self.endpoint_info(service, endpoint) is not None
 
-    async def caller(self, request: web.Request, metadata: dict[str, str]) -> Claims | None:
+    async def caller(self, request: web.BaseRequest, metadata: dict[str, str]) -> Claims | None:
         """The verified caller (``Authorization: Bearer`` with an access token or an API key,
         or the ``micro-token`` cookie), or ``None`` without credentials; puts the access token
         in ``metadata`` and applies the per-account rate limit. Needs a guard."""
@@ -430,7 +525,7 @@ class Gateway:
         return claims
 
     async def _authorize(
-        self, request: web.Request, service: str, endpoint: str, metadata: dict[str, str]
+        self, request: web.BaseRequest, service: str, endpoint: str, metadata: dict[str, str]
     ) -> str:
         """Verify the caller (see :meth:`caller`), apply the rules and forward the access
         token; the service to call (a caller of namespace N reaches N's services)."""
@@ -475,7 +570,7 @@ class Gateway:
 
     async def _payload(
         self,
-        request: web.Request,
+        request: web.BaseRequest,
         service: str,
         endpoint: str,
         route: Route | None,
@@ -484,10 +579,10 @@ class Gateway:
         """The JSON request: the body; for GET, DELETE and HEAD the query string; with an
         explicit route, path parameters (winning) and the query (filling gaps) merged in.
         Values from the path and query are typed as the request schema says."""
-        query = parse_qsl(request.query_string, keep_blank_values=True)
         reads_query = request.method in _QUERY_METHODS
         if route is None and not reads_query:
             return await self._body(request)
+        query = parse_qsl(request.query_string, keep_blank_values=True)
         info = self.endpoint_info(service, endpoint)
         schema = info.request if info is not None else {}
         fields = field_schemas(schema)
@@ -515,7 +610,7 @@ class Gateway:
             merged[key] = coerce(fields.get(key), schema, [value])
         return _json.encode(merged)
 
-    async def _body(self, request: web.Request) -> bytes:
+    async def _body(self, request: web.BaseRequest) -> bytes:
         if request.method in _QUERY_METHODS:
             return _json.encode(dict(parse_qsl(request.query_string, keep_blank_values=True)))
         limit = self.max_body
@@ -532,7 +627,7 @@ class Gateway:
             return _json.encode(dict(parse_qsl(body.decode("utf-8", "replace"))))
         raise bad_request("gateway", "the request body must be a JSON object")
 
-    def _timeout(self, request: web.Request) -> float:
+    def _timeout(self, request: web.BaseRequest) -> float:
         header = request.headers.get("Micro-Timeout")
         if header is None:
             return self.timeout
@@ -558,7 +653,7 @@ def _limited(who: str, wait: float) -> HttpError:
     )
 
 
-def _not_allowed(request: web.Request, allow: list[str]) -> HttpError:
+def _not_allowed(request: web.BaseRequest, allow: list[str]) -> HttpError:
     return HttpError(
         "gateway",
         "method_not_allowed",
@@ -566,3 +661,72 @@ def _not_allowed(request: web.Request, allow: list[str]) -> HttpError:
         405,
         {"Allow": ", ".join(allow)},
     )
+
+
+async def _ready(response: web.StreamResponse) -> web.StreamResponse:
+    return response
+
+
+async def _expect(request: web.BaseRequest) -> None:
+    """What aiohttp's router did for ``Expect``: ``100 Continue`` (HTTP/1.1), else 417."""
+    expect = request.headers.get("Expect", "")
+    if request.version == HttpVersion11:
+        if expect.lower() == "100-continue":
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0  # the answer's own size starts after it
+            await request.writer.drain()
+        else:
+            raise web.HTTPExpectationFailed(text=f"Unknown Expect: {expect}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Template:
+    """A path template of :meth:`Gateway.add_route`."""
+
+    method: str
+    path: str
+    parts: tuple[str, ...]  # literal segments, or "{name}"
+    tail: str | None  # the name of a last "{name*}"
+    handler: Handler
+
+    @classmethod
+    def parse(cls, method: str, path: str, handler: Handler) -> _Template:
+        parts = path[1:].split("/")
+        tail = None
+        last = parts[-1]
+        if last.startswith("{") and last.endswith("*}"):
+            tail = last[1:-2]
+            parts.pop()
+            if not tail.isidentifier():
+                raise ValueError(f"bad parameter {last!r} in route {path!r}")
+        if not parts or not parts[0] or "{" in parts[0] or "}" in parts[0]:
+            raise ValueError(f"route {path!r} must start with a literal segment")
+        for part in parts:
+            literal = "{" not in part and "}" not in part
+            if not literal and not (
+                part.startswith("{") and part.endswith("}") and part[1:-1].isidentifier()
+            ):
+                raise ValueError(f"bad segment {part!r} in route {path!r}")
+        return cls(method, path, tuple(parts), tail, handler)
+
+    def serves(self, method: str) -> bool:
+        own = self.method
+        return own == "*" or own == method or (own == "GET" and method == "HEAD")
+
+    def match(self, segments: list[str]) -> dict[str, str] | None:
+        """The parameters, if the raw path ``segments`` match."""
+        parts = self.parts
+        count = len(parts)
+        if len(segments) != count if self.tail is None else len(segments) <= count:
+            return None
+        params: dict[str, str] = {}
+        for part, segment in zip(parts, segments, strict=False):
+            if part.startswith("{"):
+                if not segment:
+                    return None
+                params[part[1:-1]] = unquote(segment)
+            elif unquote(segment) != part:
+                return None
+        if self.tail is not None:
+            params[self.tail] = unquote("/".join(segments[count:]))
+        return params

@@ -69,7 +69,7 @@ def install(gateway: Gateway, events: Events | None = None) -> None:
     default, ``events=None``) or straight into the ``events`` backend. Call it before the
     gateway starts."""
     handler = _Publisher(gateway, events)
-    gateway.app.router.add_post(PATH, handler.handle)
+    gateway.add_route("POST", PATH, handler.handle)
 
 
 class _Publisher:
@@ -79,17 +79,16 @@ class _Publisher:
             EventsHandler(events, tenancy=gateway.guard is not None) if events is not None else None
         )
 
-    async def handle(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
         try:
-            published = await self._publish(request)
+            published = await self._publish(request, params["topic"])
         except MicroError as err:
             return self.gateway.error(request, err)
         return web.Response(body=_json.encode(published), status=201, content_type=_JSON)
 
-    async def _publish(self, request: web.Request) -> Published:
+    async def _publish(self, request: web.BaseRequest, topic: str) -> Published:
         metadata: dict[str, str] = {}
         claims = await self._caller(request, metadata)  # first: strangers learn nothing
-        topic = request.match_info["topic"]
         if not NAME_PATTERN.match(topic):
             raise bad_request(
                 ID, f"topic {topic!r} must be 1-255 characters of letters, digits, '_', '.', '-'"
@@ -116,7 +115,7 @@ class _Publisher:
             )
         return Published(topic, ack.sequence, message_id, ack.duplicate)
 
-    async def _caller(self, request: web.Request, metadata: dict[str, str]) -> Claims | None:
+    async def _caller(self, request: web.BaseRequest, metadata: dict[str, str]) -> Claims | None:
         """The verified caller (``None``: anonymous), checked against the rules; its token
         goes into ``metadata``. Without a guard the ``Authorization`` header is passed on."""
         gateway = self.gateway
@@ -130,10 +129,10 @@ class _Publisher:
         return claims
 
 
-async def _body(request: web.Request) -> bytes:
+async def _body(request: web.BaseRequest) -> bytes:
     """The request body, checked to be one JSON value."""
     try:
-        body = await request.read()  # at most the application's client_max_size
+        body = await request.read()  # at most the gateway's max_body
     except web.HTTPRequestEntityTooLarge as exc:
         raise too_large(ID, f"the event body is over the gateway's limit: {exc.text}") from None
     if not body.strip():

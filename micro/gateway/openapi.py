@@ -610,7 +610,7 @@ _encoder = msgspec.json.Encoder()
 
 @dataclass(slots=True)
 class _Settings:
-    """What :func:`install` was given, kept on the gateway's app."""
+    """What :func:`install` was given."""
 
     title: str
     exclude: frozenset[str]
@@ -618,9 +618,6 @@ class _Settings:
     ttl: float
     clock: Callable[[], float]
     cache: tuple[float, bytes] | None = None
-
-
-_SETTINGS = web.AppKey("micro.gateway.openapi", _Settings)
 
 
 def install(
@@ -636,14 +633,9 @@ def install(
     registry, rebuilt at most every ``ttl`` seconds of ``clock``) and ``GET /docs`` on
     ``gateway``. Call it before ``gateway.start()``; calling it again only replaces the
     settings."""
-    settings = _Settings(title, frozenset(exclude), frozenset(exclude_handlers), ttl, clock)
-    installed = _SETTINGS in gateway.app
-    gateway.app[_SETTINGS] = settings
-    if installed:
-        return
+    conf = _Settings(title, frozenset(exclude), frozenset(exclude_handlers), ttl, clock)
 
-    async def openapi(request: web.Request) -> web.Response:
-        conf = request.app[_SETTINGS]
+    async def openapi(request: web.BaseRequest, params: dict[str, str]) -> web.Response:
         now = conf.clock()
         if conf.cache is None or now - conf.cache[0] >= conf.ttl:
             try:
@@ -665,12 +657,13 @@ def install(
             conf.cache = (now, _encoder.encode(doc))
         return web.Response(body=conf.cache[1], content_type=_JSON)
 
-    async def docs(request: web.Request) -> web.Response:
+    async def docs(request: web.BaseRequest, params: dict[str, str]) -> web.Response:
         return web.Response(
             text=DOCS_HTML,
             content_type="text/html",
             headers={"Content-Security-Policy": _DOCS_CSP, "X-Content-Type-Options": "nosniff"},
         )
 
-    gateway.app.router.add_get("/openapi.json", openapi)
-    gateway.app.router.add_get("/docs", docs)
+    # adding them again replaces the handlers, and so the settings
+    gateway.add_route("GET", "/openapi.json", openapi)
+    gateway.add_route("GET", "/docs", docs)

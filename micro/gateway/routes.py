@@ -96,7 +96,7 @@ class Lookup:
 
 def path_segments(raw_path: str) -> list[str]:
     """The percent-decoded, non-empty segments of a raw (still encoded) request path."""
-    return [unquote(s) for s in raw_path.split("?", 1)[0].split("/") if s]
+    return [unquote(s) if "%" in s else s for s in raw_path.split("?", 1)[0].split("/") if s]
 
 
 class RouteTable:
@@ -249,6 +249,10 @@ class RouteTable:
             await self._changed.wait()
 
     # -- queries ---------------------------------------------------------------------------
+
+    def serves(self, namespace: str) -> bool:
+        """Whether namespace ``namespace`` has any route (else :meth:`lookup` finds none)."""
+        return namespace in self._by_ns
 
     def lookup(self, namespace: str, method: str, segments: list[str]) -> Lookup:
         """The route of namespace ``namespace`` serving ``method`` at ``segments``."""

@@ -117,7 +117,7 @@ async def is_streaming(gateway: Gateway, service: str, endpoint: str) -> str | N
 
 async def respond(
     gateway: Gateway,
-    request: web.Request,
+    request: web.BaseRequest,
     service: str,
     endpoint: str,
     kind: str,
@@ -165,7 +165,7 @@ def _parse(data: str | bytes) -> Any:
 
 async def _websocket(
     gateway: Gateway,
-    request: web.Request,
+    request: web.BaseRequest,
     service: str,
     endpoint: str,
     kind: StreamKind,
@@ -265,7 +265,7 @@ def _gone(request: web.BaseRequest) -> bool:
 
 async def _sse(
     gateway: Gateway,
-    request: web.Request,
+    request: web.BaseRequest,
     service: str,
     endpoint: str,
     metadata: dict[str, str],

@@ -95,10 +95,9 @@ def install(gateway: Gateway) -> None:
     """Serve ``/web/{service}/...`` on ``gateway`` (any method). Call it before the gateway
     starts; the HTTP client it uses closes with the gateway."""
     proxy = _Proxy(gateway)
-    router = gateway.app.router
-    router.add_route("*", PREFIX + "/{service}", proxy.redirect)
-    router.add_route("*", PREFIX + "/{service}/{tail:.*}", proxy.handle)
-    gateway.app.on_cleanup.append(proxy.close)
+    gateway.add_route("*", PREFIX + "/{service}", proxy.redirect)
+    gateway.add_route("*", PREFIX + "/{service}/{tail*}", proxy.handle)
+    gateway.on_stop(proxy.close)
 
 
 def _forwardable(
@@ -134,19 +133,21 @@ class _Proxy:
             )
         return self._session
 
-    async def close(self, app: web.Application | None = None) -> None:
+    async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
 
-    async def redirect(self, request: web.Request) -> web.StreamResponse:
+    async def redirect(
+        self, request: web.BaseRequest, params: dict[str, str]
+    ) -> web.StreamResponse:
         location = request.rel_url.raw_path + "/"
         if request.rel_url.raw_query_string:
             location += "?" + request.rel_url.raw_query_string
         raise web.HTTPPermanentRedirect(location)
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        service = request.match_info["service"]
+    async def handle(self, request: web.BaseRequest, params: dict[str, str]) -> web.StreamResponse:
+        service = params["service"]
         try:
             if not _SERVICE.match(service):
                 raise bad_request(ID, f"invalid service name {service!r}")
@@ -158,7 +159,7 @@ class _Proxy:
             base = await self._base(service)
         except MicroError as err:
             return self.gateway.error(request, err)
-        prefix = f"{PREFIX}/{request.match_info['service']}"
+        prefix = f"{PREFIX}/{params['service']}"
         tail = request.rel_url.raw_path[len(prefix) :] or "/"
         query = request.rel_url.raw_query_string
         url = URL(base + tail + (f"?{query}" if query else ""), encoded=True)
@@ -182,7 +183,7 @@ class _Proxy:
         return node.metadata[METADATA_KEY].rstrip("/")
 
     def _headers(
-        self, request: web.Request, prefix: str, metadata: dict[str, str]
+        self, request: web.BaseRequest, prefix: str, metadata: dict[str, str]
     ) -> CIMultiDict[str]:
         headers = _forwardable(request.headers, frozenset({"host"}))
         if "authorization" in metadata:
@@ -197,7 +198,7 @@ class _Proxy:
 
     async def _http(
         self,
-        request: web.Request,
+        request: web.BaseRequest,
         url: URL,
         headers: CIMultiDict[str],
         base: str,
@@ -237,7 +238,7 @@ class _Proxy:
         return response
 
     async def _websocket(
-        self, request: web.Request, url: URL, headers: CIMultiDict[str]
+        self, request: web.BaseRequest, url: URL, headers: CIMultiDict[str]
     ) -> web.StreamResponse:
         protocols = [
             p.strip()

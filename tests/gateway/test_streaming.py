@@ -102,9 +102,9 @@ def wire(gateway: Gateway, prefix: str, heartbeat: float = streaming_module.HEAR
     """What the gateway's request handler does for streaming endpoints (until the lead wires
     respond() into Gateway._handle): resolve, authorize, ask the kind, respond."""
 
-    async def handle(request: web.Request) -> web.StreamResponse:
+    async def handle(request: web.BaseRequest, params: dict[str, str]) -> web.StreamResponse:
         try:
-            service, endpoint = resolve(request.match_info["path"])
+            service, endpoint = resolve(params["path"])
             metadata = {
                 k.lower(): v for k, v in request.headers.items() if k.lower().startswith("micro-")
             }
@@ -119,7 +119,7 @@ def wire(gateway: Gateway, prefix: str, heartbeat: float = streaming_module.HEAR
             gateway, request, service, endpoint, kind, metadata, None, heartbeat=heartbeat
         )
 
-    gateway.app.router.add_route("*", f"/{prefix}/{{path:.*}}", handle)
+    gateway.add_route("*", f"/{prefix}/{{path*}}", handle)
 
 
 @pytest.fixture
