@@ -362,10 +362,10 @@ def _docs_body(rows: Sequence[Row], args: argparse.Namespace) -> str:
 `nats` is micro's `NatsEvents` (`micro.events.nats`) in the benchmark process, on its own
 nats-server configured as for `jetstream` (file storage, `sync_interval: always`): the
 cluster backend beside the raw JetStream client it is built on. A topic is a stream;
-`NatsEvents` serialises the publishes to one topic (each carries
-`Nats-Expected-Last-Sequence`, so the timestamps stay in order across processes) and a group
-member pulls one message per request, so neither its publish nor its consume rate grows
-with the publishes in flight.
+`NatsEvents` queues the publishes to one topic and sends them as atomic batches (up to
+256 events; the first carries `Nats-Expected-Last-Sequence`, so order and timestamps hold
+across processes), and a group member pulls up to 256 messages per request: both rates
+grow with the publishes in flight, where the raw client sends and pulls one at a time.
 """
     backends = ""
     if list(args.backends) == parse_args(["--cluster"]).backends:

@@ -395,9 +395,9 @@ def _decision(rows: Sequence[GatewayRow]) -> str:
 {compared}; {best} is {factor:.2f}x aiohttp on the HTTP layer alone.{estimate} {verdict}
 
 What moving would take: the gateway (`micro/gateway/`) is written against aiohttp's
-`web.Request`/`web.Response` and its middlewares (observation, CORS, the rate limit), and
+`web.BaseRequest`/`web.Response` (on aiohttp's low-level server, with its own dispatch), and
 its streaming endpoints use aiohttp's WebSocket and `StreamResponse` (Server-Sent Events);
-`events.py`, `openapi.py` and `web.py` add aiohttp routes. On ASGI (uvicorn or granian) that
+`events.py`, `openapi.py` and `webproxy.py` add routes with `Gateway.add_route`. On ASGI (uvicorn or granian) that
 becomes one `async def app(scope, receive, send)` with a small router, reading the path,
 headers, cookies, query and body (with its size limit) from the scope and the body messages,
 WebSocket and SSE rewritten on ASGI messages, and `Gateway.start`/`stop` driving the server

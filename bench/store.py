@@ -449,12 +449,11 @@ same run (`--cluster`; `fsync=on`, `synchronous_commit=on`, data on the same loc
 `SELECT value FROM kv WHERE key = $1` per read and one `INSERT ... ON CONFLICT (key) DO
 UPDATE` per write, each its own transaction, on a plain `kv (key text PRIMARY KEY, value
 bytea)` table. Every database is `ANALYZE`d after the preload, as autovacuum would do within
-a minute (without statistics PostgreSQL plans a point read of the freshly filled
-`micro_store_records` on the wrong index, about eight times slower). `PostgresStore` has no
-record cache: every read is a query. Each of its writes is one transaction of six round
-trips (`BEGIN`, the key's advisory lock, its live version, the etag from a sequence, the
-upsert, `COMMIT`) where the hand-written upsert makes one; both are acknowledged after
-their commit is flushed.
+a minute (PostgresStore's point reads use the primary key with or without statistics since
+schema 2). `PostgresStore` has no record cache: every read is a query. Each of its writes
+and deletes is one statement (the key's advisory lock, the etag or create-only condition and
+the upsert inside it), like the hand-written upsert; both are acknowledged after their
+commit is flushed.
 """
     return f"""## Store: reads and writes
 
