@@ -398,7 +398,8 @@ What moving would take: the gateway (`micro/gateway/`) is written against aiohtt
 `web.BaseRequest`/`web.Response` (on aiohttp's low-level server, with its own dispatch), and
 its streaming endpoints use aiohttp's WebSocket and `StreamResponse` (Server-Sent Events);
 `events.py`, `openapi.py` and `webproxy.py` add routes with `Gateway.add_route`. On ASGI
-(uvicorn or granian) that becomes one `async def app(scope, receive, send)` with a small router, reading the path,
+(uvicorn or granian) that becomes one `async def app(scope, receive, send)` with a small
+router, reading the path,
 headers, cookies, query and body (with its size limit) from the scope and the body messages,
 WebSocket and SSE rewritten on ASGI messages, and `Gateway.start`/`stop` driving the server
 (`uvicorn.Server` can serve an existing socket in the running loop, as this benchmark does;
