@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
@@ -94,6 +94,26 @@ async def connect() -> AsyncIterator[Client]:
     finally:
         await client.close()
         await registry.close()
+
+
+B = TypeVar("B")
+
+
+def run_with(make: Callable[[str, Client], B], work: Callable[[B], Awaitable[T]]) -> T:
+    """Run ``work`` with the block client ``make(server address, client)`` over the CLI's
+    authenticated connection (:func:`connect`), closing it afterwards."""
+
+    async def go() -> T:
+        async with connect() as client:
+            block = make(server_address(), client)
+            try:
+                return await work(block)
+            finally:
+                close = getattr(block, "close", None)
+                if close is not None:
+                    await close()
+
+    return run(go())
 
 
 def _tls_client() -> TlsClient | None:

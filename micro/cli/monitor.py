@@ -10,13 +10,11 @@ import typer
 
 from .common import (
     Output,
-    connect,
     fail,
     parse_json,
     parse_seconds,
     print_table,
-    run,
-    server_address,
+    run_with,
 )
 
 if TYPE_CHECKING:
@@ -36,18 +34,9 @@ monitor_app = typer.Typer(
 
 def _run(work: Callable[[RpcMonitor], Awaitable[T]]) -> T:
     """Run ``work`` against the server's monitor service."""
+    from ..monitor.rpc import RpcMonitor
 
-    async def go() -> T:
-        from ..monitor.rpc import RpcMonitor
-
-        async with connect() as client:
-            monitor = RpcMonitor(server_address(), client=client)
-            try:
-                return await work(monitor)
-            finally:
-                await monitor.close()
-
-    return run(go())
+    return run_with(RpcMonitor, work)
 
 
 def _when(ts: float | None) -> str:

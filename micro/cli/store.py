@@ -17,14 +17,12 @@ import typer
 
 from .common import (
     Output,
-    connect,
     fail,
     parse_pairs,
     parse_seconds,
     print_json,
     print_table,
-    run,
-    server_address,
+    run_with,
 )
 
 if TYPE_CHECKING:
@@ -54,18 +52,9 @@ Etag = Annotated[str | None, typer.Option("--etag", help="only if the record sti
 
 def _run(work: Callable[[RpcStore], Awaitable[T]]) -> T:
     """Run ``work`` against the server's store service."""
+    from ..store.rpc import RpcStore
 
-    async def go() -> T:
-        from ..store.rpc import RpcStore
-
-        async with connect() as client:
-            store = RpcStore(server_address(), client=client)
-            try:
-                return await work(store)
-            finally:
-                await store.close()
-
-    return run(go())
+    return run_with(RpcStore, work)
 
 
 def _order(order: str) -> Any:

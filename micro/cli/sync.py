@@ -15,13 +15,11 @@ import typer
 
 from .common import (
     Output,
-    connect,
     fail,
     parse_seconds,
     print_json,
     print_table,
-    run,
-    server_address,
+    run_with,
 )
 
 if TYPE_CHECKING:
@@ -44,18 +42,9 @@ Version = Annotated[
 
 def _run(work: Callable[[RpcSync], Awaitable[T]]) -> T:
     """Run ``work`` against the server's sync service."""
+    from ..sync.rpc import RpcSync
 
-    async def go() -> T:
-        from ..sync.rpc import RpcSync
-
-        async with connect() as client:
-            sync = RpcSync(server_address(), client=client)
-            try:
-                return await work(sync)
-            finally:
-                await sync.close()
-
-    return run(go())
+    return run_with(RpcSync, work)
 
 
 def _text(value: bytes) -> str:

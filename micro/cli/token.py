@@ -15,13 +15,11 @@ import typer
 
 from .common import (
     Output,
-    connect,
     parse_pairs,
     parse_seconds,
     print_json,
     print_table,
-    run,
-    server_address,
+    run_with,
 )
 
 if TYPE_CHECKING:
@@ -41,14 +39,9 @@ Scope = Annotated[str | None, typer.Option("--scope", help="only if the token is
 
 def _run(work: Callable[[RpcTokens], Awaitable[T]]) -> T:
     """Run ``work`` against the server's token service."""
+    from ..token.rpc import RpcTokens
 
-    async def go() -> T:
-        from ..token.rpc import RpcTokens
-
-        async with connect() as client:
-            return await work(RpcTokens(client, address=server_address()))
-
-    return run(go())
+    return run_with(lambda address, client: RpcTokens(client, address=address), work)
 
 
 def _info(info: TokenInfo) -> dict[str, Any]:
