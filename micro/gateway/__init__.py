@@ -447,7 +447,7 @@ class Gateway:
             namespace = claims.namespace if claims is not None else DEFAULT_NAMESPACE
             service, endpoint, route, params = self._target(request, namespace)
             request[_SERVICE], request[_ENDPOINT] = service, endpoint
-            info = await self._endpoint(service, endpoint)
+            info = await self.lookup_endpoint(service, endpoint)
             request[_KNOWN] = info is not None
             if self.guard is not None:
                 public = info is not None and info.metadata.get("public") == "true"
@@ -539,10 +539,10 @@ class Gateway:
 
     async def _public(self, service: str, endpoint: str) -> bool:
         """Whether the registry says ``service``/``endpoint`` is marked public."""
-        info = await self._endpoint(service, endpoint)
+        info = await self.lookup_endpoint(service, endpoint)
         return info is not None and info.metadata.get("public") == "true"
 
-    async def _endpoint(self, service: str, endpoint: str) -> EndpointInfo | None:
+    async def lookup_endpoint(self, service: str, endpoint: str) -> EndpointInfo | None:
         """The registry's record of ``service``/``endpoint``: from the watched cache, read
         from the registry only when the service is not cached yet."""
         info = self.endpoint_info(service, endpoint)

@@ -102,14 +102,7 @@ async def is_streaming(gateway: Gateway, service: str, endpoint: str) -> str | N
     into the client's registry view if it is not there yet; ``None`` for unary endpoints and
     for endpoints (or services) the registry does not know, which take the unary path (and
     its errors)."""
-    info = gateway.endpoint_info(service, endpoint)
-    view = gateway.client.view
-    if info is None and view is not None and view.nodes(service) is None:
-        try:
-            await view.load(service)
-        except MicroError:
-            return None
-        info = gateway.endpoint_info(service, endpoint)
+    info = await gateway.lookup_endpoint(service, endpoint)
     if info is None or info.stream == StreamKind.UNARY:
         return None
     return info.stream
