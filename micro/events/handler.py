@@ -22,8 +22,7 @@ from collections.abc import AsyncIterator, Callable
 
 import msgspec
 
-from ..auth import DEFAULT_NAMESPACE
-from ..auth.tenancy import caller_namespace
+from ..auth.tenancy import NAME_SEP, Names, caller_namespace
 from ..context import Context
 from ..errors import MicroError, WireError, bad_request, not_found
 from ..service.endpoint import idempotent
@@ -48,45 +47,25 @@ _BATCH = 256  # most events per stream message
 _REMEMBERED = 10_000  # deliveries remembered beyond max_ack_pending (see _Session.sent)
 _MAX_NAME = 255  # longest stored topic name (NAME_PATTERN)
 
-TOPIC_SEP = "--"
-"""Between the namespace and the topic in a stored topic name (see the module docstring)."""
+TOPIC_SEP = NAME_SEP
+"""Between the namespace and the topic in a stored topic name (see the module docstring and
+:mod:`micro.auth.tenancy`, whose :class:`~micro.auth.tenancy.Names` implements the scheme)."""
 _DEAD_LETTER_TOPIC = "dead_letter.topic"
 
 
-class _Topics:
-    """How a caller confined to ``namespace`` names topics: ``stored`` maps its names to the
-    backend's (checking them), ``shown`` maps back (None: not the caller's topic)."""
+class _Topics(Names):
+    """How a caller confined to ``namespace`` names topics (the shared scheme of
+    :class:`~micro.auth.tenancy.Names`), plus the events-specific mappings."""
 
     def __init__(self, namespace: str) -> None:
-        self.namespace = namespace
-        self.prefix = "" if namespace == DEFAULT_NAMESPACE else namespace + TOPIC_SEP
+        super().__init__(namespace, ID, _MAX_NAME)
 
-    def stored(self, topic: str, what: str = "topic") -> str:
-        check_name(topic, what)
-        if TOPIC_SEP in topic or topic.startswith("-"):
-            raise bad_request(
-                ID,
-                f"{what} {topic!r} must not contain {TOPIC_SEP!r} nor begin with '-' "
-                "(they separate namespaces)",
-            )
-        if len(self.prefix) + len(topic) > _MAX_NAME:
-            raise bad_request(
-                ID,
-                f"{what} {topic!r} is too long: at most {_MAX_NAME - len(self.prefix)} "
-                f"characters in namespace {self.namespace!r}",
-            )
-        return self.prefix + topic
-
-    def shown(self, stored: str) -> str | None:
-        if not stored.startswith(self.prefix):
-            return None
-        topic = stored[len(self.prefix) :]
-        if not topic or TOPIC_SEP in topic or topic.startswith("-"):
-            return None
-        return topic
+    def stored(self, name: str, what: str = "topic", *, room: int | None = None) -> str:
+        check_name(name, what)
+        return super().stored(name, what, room=room)
 
     def event(self, event: Event) -> Event:
-        topic = self.shown(event.topic) or event.topic
+        topic = self.show(event.topic)
         dead = event.metadata.get(_DEAD_LETTER_TOPIC)
         if dead is not None and (original := self.shown(dead)) is not None and original != dead:
             metadata = {**event.metadata, _DEAD_LETTER_TOPIC: original}
@@ -94,16 +73,8 @@ class _Topics:
         return event if topic == event.topic else msgspec.structs.replace(event, topic=topic)
 
     def info(self, info: TopicInfo) -> TopicInfo:
-        name = self.shown(info.name) or info.name
+        name = self.show(info.name)
         return info if name == info.name else msgspec.structs.replace(info, name=name)
-
-    def error(self, err: MicroError, names: dict[str, str]) -> MicroError:
-        """``err`` with the stored names in its detail replaced by the caller's."""
-        detail = err.detail
-        for stored, shown in names.items():
-            if stored != shown:
-                detail = detail.replace(repr(stored), repr(shown))
-        return err if detail == err.detail else MicroError(err.id, err.code, detail, err.status)
 
 
 class EventsHandler:

@@ -154,11 +154,11 @@ class MicroServer:
         tenancy = self.auth is not None  # namespaces kept apart once callers are known
         for name, handler in (
             ("registry", RegistryHandler(self.registry, tenancy=tenancy)),
-            ("broker", BrokerHandler(self.broker)),
+            ("broker", BrokerHandler(self.broker, tenancy=tenancy)),
             ("store", StoreHandler(self.store, tenancy=tenancy)),
             ("config", ConfigHandler(self.config, tenancy=tenancy)),
             ("events", EventsHandler(self.events, tenancy=tenancy)),
-            ("sync", SyncHandler(self.sync)),
+            ("sync", SyncHandler(self.sync, tenancy=tenancy)),
             *self._security_handlers(),
         ):
             self.services.append(self._core(name, handler, name.capitalize()))

@@ -1,6 +1,6 @@
-"""Namespace isolation across registry, store, config and events.
+"""Namespace isolation across registry, store, config, events, broker and sync.
 
-The four core handlers run with ``tenancy=True`` as real services on loopback ports and are
+The six core handlers run with ``tenancy=True`` as real services on loopback ports and are
 called over RPC with the shipped clients. A test middleware stands in for the auth guard: it
 sets ``ctx.account`` from the ``authorization`` value ``"test <id>@<namespace> <scopes>"``
 the client sends (the guard would verify a token there), so calls are made as accounts of
@@ -18,7 +18,11 @@ import pytest
 
 from micro import MicroError, Service
 from micro.auth import ADMIN, Claims
-from micro.auth.tenancy import caller_namespace, check_same, qualified, split
+from micro.auth.tenancy import NAME_SEP, Names, caller_namespace, check_same, qualified, split
+from micro.broker import Message
+from micro.broker.handler import BrokerHandler
+from micro.broker.memory import MemoryBroker
+from micro.broker.rpc import RpcBroker
 from micro.client import Client
 from micro.config.handler import ConfigHandler
 from micro.config.memory import MemoryConfig
@@ -36,6 +40,10 @@ from micro.registry.rpc import RpcRegistry
 from micro.store.handler import StoreHandler
 from micro.store.memory import MemoryStore
 from micro.store.rpc import RpcStore
+from micro.sync import Lease
+from micro.sync.handler import SyncHandler
+from micro.sync.memory import MemorySync
+from micro.sync.rpc import RpcSync
 from micro.testing import eventually
 
 pytestmark = pytest.mark.timeout(60)
@@ -69,12 +77,14 @@ def as_account(call: HandlerFunc) -> HandlerFunc:
 
 @dataclass
 class Caller:
-    """The four services as one account sees them."""
+    """The six services as one account sees them."""
 
     registry: RpcRegistry
     store: RpcStore
     config: RpcConfig
     events: RpcEvents
+    broker: RpcBroker
+    sync: RpcSync
     client: Client
 
     async def close(self) -> None:
@@ -82,6 +92,8 @@ class Caller:
         await self.store.close()
         await self.config.close()
         await self.events.close()
+        await self.broker.close()
+        await self.sync.close()
         await self.client.close()
 
 
@@ -94,6 +106,8 @@ class Platform:
     store: MemoryStore
     config: MemoryConfig
     events: MemoryEvents
+    broker: MemoryBroker
+    sync: MemorySync
     callers: list[Caller] = field(default_factory=list)
 
     def caller(self, header: str | None) -> Caller:
@@ -103,6 +117,8 @@ class Platform:
             RpcStore(self.services["store"].address, client=client),
             RpcConfig(self.services["config"].address, client=client),
             RpcEvents(self.services["events"].address, client=client, prefetch=8),
+            RpcBroker(self.services["broker"].address, client=client),
+            RpcSync(self.services["sync"].address, client=client),
             client,
         )
         self.callers.append(caller)
@@ -115,15 +131,19 @@ async def platform() -> AsyncIterator[Platform]:
     store = MemoryStore()
     config = MemoryConfig()
     events = MemoryEvents(poll_interval=0.01, purge_interval=86400)
+    broker = MemoryBroker()
+    sync = MemorySync(clock=lambda: 1000.0)  # time stands still: no lease ever expires
     discovery = MemoryRegistry()  # where the services under test register themselves
     handlers: dict[str, Any] = {
         "registry": RegistryHandler(registry, tenancy=True),
         "store": StoreHandler(store, tenancy=True),
         "config": ConfigHandler(config, tenancy=True),
         "events": EventsHandler(events, tenancy=True),
+        "broker": BrokerHandler(broker, tenancy=True),
+        "sync": SyncHandler(sync, tenancy=True),
     }
     services: dict[str, Service] = {}
-    plat = Platform(services, registry, store, config, events)
+    plat = Platform(services, registry, store, config, events, broker, sync)
     try:
         for name, handler in handlers.items():
             svc = Service(
@@ -142,7 +162,7 @@ async def platform() -> AsyncIterator[Platform]:
             await caller.close()
         for svc in services.values():
             await svc.stop(grace=1.0)
-        for block in (events, config, store, registry, discovery):
+        for block in (sync, broker, events, config, store, registry, discovery):
             await block.close()
 
 
@@ -185,6 +205,36 @@ def test_qualified_names_round_trip() -> None:
     assert qualified("acme", "greeter") == "acme/greeter"
     assert split("acme/greeter") == ("acme", "greeter")
     assert split("greeter") == ("micro", "greeter")
+
+
+def test_names_prefix_round_trip_and_keep_namespaces_apart() -> None:
+    acme, micro = Names("acme", "broker", 20), Names("micro", "broker", 20)
+    assert acme.stored("orders", "topic") == f"acme{NAME_SEP}orders"
+    assert acme.shown(f"acme{NAME_SEP}orders") == "orders"
+    assert micro.stored("orders", "topic") == "orders" and micro.shown("orders") == "orders"
+    # another namespace's names, and micro's, are not acme's; prefixed names are not micro's
+    assert acme.shown("orders") is None
+    assert acme.shown(f"globex{NAME_SEP}orders") is None
+    assert micro.shown(f"acme{NAME_SEP}orders") is None
+    assert acme.show(f"globex{NAME_SEP}orders") == f"globex{NAME_SEP}orders"
+    for bad in (f"a{NAME_SEP}b", "-lead", "x" * 15):
+        with pytest.raises(MicroError) as err:
+            acme.stored(bad, "topic")
+        assert (err.value.status, err.value.id) == (400, "broker"), bad
+    assert acme.stored("x" * 14, "topic") == f"acme{NAME_SEP}" + "x" * 14  # exactly 20
+    # namespaces that end in '-' or contain '--' cannot reach each other's names
+    tricky = [Names(n, "sync", 256) for n in ("a", "a-", f"a{NAME_SEP}b", "b", "micro")]
+    names = ["x", "b", f"b{NAME_SEP}x", "-x", "x-", "b-"]
+    stored: dict[str, tuple[str, str]] = {}
+    for ns in tricky:
+        for name in names:
+            try:
+                key = ns.stored(name, "name")
+            except MicroError:
+                continue
+            assert key not in stored, (ns.namespace, name, stored.get(key))
+            stored[key] = (ns.namespace, name)
+            assert [o.namespace for o in tricky if o.shown(key) is not None] == [ns.namespace]
 
 
 # -- store ---------------------------------------------------------------------------------------
@@ -489,6 +539,204 @@ async def test_registry_watch_of_one_service_maps_its_name(platform: Platform) -
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+# -- broker --------------------------------------------------------------------------------------
+
+
+async def _message(sub: Any) -> Message:
+    message: Message = await asyncio.wait_for(sub.__anext__(), 10)
+    return message
+
+
+async def test_broker_same_topic_in_two_namespaces(platform: Platform) -> None:
+    acme, globex = platform.caller(ACME), platform.caller(GLOBEX)
+    plain, admin = platform.caller(PLAIN_MICRO), platform.caller(ADMIN_MICRO)
+    mine = await acme.broker.subscribe("orders")
+    theirs = await globex.broker.subscribe("orders")
+    micros = await plain.broker.subscribe("orders")
+    stored = await admin.broker.subscribe(f"acme{NAME_SEP}orders")
+
+    await acme.broker.publish("orders", b"a1")
+    got = await _message(mine)
+    assert (got.topic, got.body) == ("orders", b"a1")
+    seen = await _message(stored)  # an admin sees the stored name
+    assert (seen.topic, seen.body) == (f"acme{NAME_SEP}orders", b"a1")
+
+    await globex.broker.publish("orders", b"g1")
+    await plain.broker.publish("orders", b"m1")
+    await admin.broker.publish(f"acme{NAME_SEP}orders", b"a2")  # reaches acme's topic
+    # publishes are delivered in call order: g1 and m1 would have come before a2
+    got = await _message(mine)
+    assert (got.topic, got.body) == ("orders", b"a2")
+    got = await _message(theirs)
+    assert (got.topic, got.body) == ("orders", b"g1")
+    got = await _message(micros)
+    assert (got.topic, got.body) == ("orders", b"m1")
+    assert (await _message(stored)).body == b"a2"
+    for sub in (mine, theirs, micros):
+        assert sub.pending == 0
+
+
+async def test_broker_queue_groups_are_per_namespace(platform: Platform) -> None:
+    acme, globex = platform.caller(ACME), platform.caller(GLOBEX)
+    mine = await acme.broker.subscribe("jobs", group="workers")
+    theirs = await globex.broker.subscribe("jobs", group="workers")
+    # one group per namespace: each message reaches its namespace's only member (one shared
+    # group would deal them out round robin across both members instead)
+    for n in range(3):
+        await acme.broker.publish("jobs", f"a{n}".encode())
+    for n in range(3):
+        await globex.broker.publish("jobs", f"g{n}".encode())
+    assert [(await _message(mine)).body for _ in range(3)] == [b"a0", b"a1", b"a2"]
+    assert [(await _message(theirs)).body for _ in range(3)] == [b"g0", b"g1", b"g2"]
+
+
+async def test_broker_topic_names_that_would_cross_namespaces_are_refused(
+    platform: Platform,
+) -> None:
+    acme, plain = platform.caller(ACME), platform.caller(PLAIN_MICRO)
+    for topic in (f"globex{NAME_SEP}orders", "-lead", "x" * 255, "bad..topic"):
+        err = await _refused(acme.broker.publish(topic, b"x"))
+        assert (err.status, err.id) == (400, "broker"), topic
+        err = await _refused(acme.broker.subscribe(topic))
+        assert err.status == 400, topic
+    assert "acme" not in (await _refused(acme.broker.publish("-lead", b"x"))).detail
+    assert (await _refused(plain.broker.subscribe(f"acme{NAME_SEP}orders"))).status == 400
+    longest = "y" * (255 - len("acme") - len(NAME_SEP))
+    sub = await acme.broker.subscribe(longest)
+    await acme.broker.publish(longest, b"x")
+    assert (await _message(sub)).topic == longest
+
+
+# -- sync ----------------------------------------------------------------------------------------
+
+
+async def test_sync_same_lock_in_two_namespaces(platform: Platform) -> None:
+    acme, globex = platform.caller(ACME), platform.caller(GLOBEX)
+    admin = platform.caller(ADMIN_MICRO)
+    a1 = await acme.sync.acquire("jobs", 60, owner="alice")
+    g1 = await globex.sync.acquire("jobs", 60, owner="bob")  # held by acme, yet free here
+    assert (a1.name, a1.token, g1.name, g1.token) == ("jobs", 1, "jobs", 1)
+    held = await _refused(acme.sync.acquire("jobs", 60))
+    assert held.status == 409 and "'jobs'" in held.detail and NAME_SEP not in held.detail
+
+    # tokens advance per namespace
+    await acme.sync.release(await acme.sync.renew(a1, 30))
+    a2 = await acme.sync.acquire("jobs", 60, owner="alice")
+    assert (a2.name, a2.token) == ("jobs", 2)
+    # globex's lease, handed in by acme, names acme's lock: refused, globex keeps its lock
+    assert (await _refused(acme.sync.release(g1))).status == 409
+    assert (await _refused(acme.sync.release(Lease("jobs", "bob", 2, 0.0)))).status == 409
+    assert (await _refused(admin.sync.acquire(f"globex{NAME_SEP}jobs", 60))).status == 409
+    await globex.sync.release(g1)
+
+    # the admin sees the stored names; micro's lock of the same name is a third one
+    stored = await admin.sync.acquire(f"globex{NAME_SEP}jobs", 60, owner="root")
+    assert (stored.name, stored.token) == (f"globex{NAME_SEP}jobs", 2)
+    plain = await platform.caller(PLAIN_MICRO).sync.acquire("jobs", 60)
+    assert (plain.name, plain.token) == ("jobs", 1)
+    for name in (f"acme{NAME_SEP}jobs", f"globex{NAME_SEP}jobs", "jobs"):  # all three held
+        assert (await _refused(platform.sync.acquire(name, 60))).status == 409
+
+
+async def test_sync_elections_per_namespace(platform: Platform) -> None:
+    acme, globex = platform.caller(ACME), platform.caller(GLOBEX)
+    admin = platform.caller(ADMIN_MICRO)
+    a = await acme.sync.campaign("primary", "a", 60, timeout=0)
+    g = await globex.sync.campaign("primary", "g", 60, timeout=0)
+    assert (a.name, a.owner, g.name, g.owner) == ("election/primary", "a", "election/primary", "g")
+    assert await acme.sync.leader("primary") == "a"
+    assert await globex.sync.leader("primary") == "g"
+    assert await platform.caller(PLAIN_MICRO).sync.leader("primary") is None
+    assert await admin.sync.leader(f"acme{NAME_SEP}primary") == "a"
+    # inside a namespace, the election still runs on the lock election/<name>
+    held = await _refused(acme.sync.acquire("election/primary", 60))
+    assert held.status == 409 and "'election/primary'" in held.detail
+    lost = await _refused(acme.sync.campaign("primary", "a2", 60, timeout=0))
+    assert lost.status == 409 and NAME_SEP not in lost.detail
+
+    observed = acme.sync.observe("primary")
+    assert await asyncio.wait_for(observed.__anext__(), 10) == "a"
+    renewed = await acme.sync.renew(a, 30)
+    assert renewed.name == "election/primary"
+    await acme.sync.resign(renewed)
+    assert await asyncio.wait_for(observed.__anext__(), 10) is None
+    await observed.aclose()  # type: ignore[attr-defined]
+    assert await globex.sync.leader("primary") == "g"
+
+
+async def test_sync_maps_are_per_namespace(platform: Platform) -> None:
+    acme, globex = platform.caller(ACME), platform.caller(GLOBEX)
+    assert await acme.sync.map_put("settings", "mode", b"fast", version=0) == 1
+    assert await globex.sync.map_put("settings", "mode", b"slow", version=0) == 1
+    assert await acme.sync.map_get("settings", "mode") == (b"fast", 1)
+    assert await globex.sync.map_get("settings", "mode") == (b"slow", 1)
+    clash = await _refused(acme.sync.map_put("settings", "mode", b"x", version=5))
+    assert clash.status == 409 and "'settings'" in clash.detail and "acme" not in clash.detail
+    await globex.sync.map_delete("settings", "mode")
+    assert [(e.key, e.value) for e in await acme.sync.map_list("settings")] == [("mode", b"fast")]
+    assert await globex.sync.map_list("settings") == []
+    missing = await _refused(platform.caller(PLAIN_MICRO).sync.map_get("settings", "mode"))
+    assert missing.status == 404 and "acme" not in missing.detail
+    admin = platform.caller(ADMIN_MICRO)
+    assert await admin.sync.map_get(f"acme{NAME_SEP}settings", "mode") == (b"fast", 1)
+
+
+async def test_sync_queues_are_per_namespace(platform: Platform) -> None:
+    acme, globex = platform.caller(ACME), platform.caller(GLOBEX)
+    await acme.sync.enqueue("jobs", b"a")
+    await globex.sync.enqueue("jobs", b"g")
+    mine = await acme.sync.lease("jobs", "w1", 60)
+    theirs = await globex.sync.lease("jobs", "w1", 60)
+    assert mine is not None and theirs is not None
+    assert (mine.queue, mine.worker, mine.body) == ("jobs", "w1", b"a")
+    assert (theirs.queue, theirs.worker, theirs.body) == ("jobs", "w1", b"g")
+    assert await acme.sync.lease("jobs", "w2", 60) is None  # globex's task is not acme's
+    # acme cannot settle globex's task, even naming its id and worker
+    assert (await _refused(acme.sync.ack(theirs))).status == 409
+    assert (await _refused(acme.sync.fail(theirs, "no"))).status == 409
+    await globex.sync.ack(theirs)
+
+    # dead letters stay in the namespace and show the caller's names
+    await acme.sync.fail(mine, "boom")  # attempt 1 of 5: retried later
+    await acme.sync.enqueue("mail", b"m", max_attempts=1)
+    task = await acme.sync.lease("mail", "w1", 60)
+    assert task is not None
+    await acme.sync.fail(task, "bounced")
+    (dead,) = await acme.sync.dead("mail")
+    assert (dead.queue, dead.body, dead.error) == ("mail", b"m", "bounced")
+    assert dead.worker == ""  # cleared when it failed
+    assert await globex.sync.dead("mail") == []
+    admin = platform.caller(ADMIN_MICRO)
+    (stored,) = await admin.sync.dead(f"acme{NAME_SEP}mail")
+    assert stored.queue == f"acme{NAME_SEP}mail"
+
+
+async def test_sync_names_that_would_cross_namespaces_are_refused(platform: Platform) -> None:
+    acme, plain = platform.caller(ACME), platform.caller(PLAIN_MICRO)
+    for name in (f"globex{NAME_SEP}jobs", "-lead", "x" * 256, f"election/globex{NAME_SEP}x"):
+        calls: list[Callable[[str], Awaitable[Any]]] = [
+            lambda n: acme.sync.acquire(n, 60),
+            lambda n: acme.sync.campaign(n, "c", 60, timeout=0),
+            acme.sync.leader,
+            lambda n: acme.sync.map_get(n, "k"),
+            lambda n: acme.sync.map_put(n, "k", b"v"),
+            acme.sync.map_list,
+            lambda n: acme.sync.enqueue(n, b"x"),
+            lambda n: acme.sync.lease(n, "w", 60),
+            lambda n: acme.sync.lease("jobs", n, 60),
+            acme.sync.dead,
+        ]
+        for call in calls:
+            err = await _refused(call(name))
+            assert (err.status, err.id) == (400, "sync"), name
+    assert (await _refused(plain.sync.acquire(f"acme{NAME_SEP}jobs", 60))).status == 400
+    # names may otherwise use any printable character, and the longest that fits works
+    odd = "a/b c:d.é"
+    assert (await acme.sync.acquire(odd, 60)).name == odd
+    longest = "y" * (256 - len("acme") - len(NAME_SEP))
+    assert (await acme.sync.acquire(longest, 60)).name == longest
+
+
 # -- tenancy off ---------------------------------------------------------------------------------
 
 
@@ -516,3 +764,34 @@ async def test_tenancy_off_keeps_names_as_they_are() -> None:
         await events.close()
         await registry.close()
         await store.close()
+
+
+async def test_tenancy_off_keeps_broker_and_sync_names_as_they_are() -> None:
+    broker, sync = MemoryBroker(), MemorySync(clock=lambda: 1000.0)
+    ctx = _ctx(_claims(ACME))
+    try:
+        from micro.broker.messages import PublishRequest as BrokerPublish
+        from micro.broker.messages import SubscribeRequest
+        from micro.sync.messages import AcquireRequest, MapPutRequest
+
+        sub = await broker.subscribe("orders")
+        await BrokerHandler(broker).publish(ctx, BrokerPublish("orders", b"x"))
+        assert (await _message(sub)).topic == "orders"
+        stream = BrokerHandler(broker).subscribe(ctx, SubscribeRequest("jobs"))
+        assert (await stream.__anext__()).message is None  # live
+        await broker.publish("jobs", b"j")
+        event = await stream.__anext__()
+        assert event.message is not None and event.message.topic == "jobs"
+        await stream.aclose()  # type: ignore[attr-defined]
+
+        handler = SyncHandler(sync)
+        lease = await handler.acquire(ctx, AcquireRequest("jobs", 60))
+        assert lease.name == "jobs"
+        assert (await sync.leader("x")) is None
+        await handler.map_put(ctx, MapPutRequest("m", "k", b"v"))
+        assert await sync.map_get("m", "k") == (b"v", 1)
+        # the names a confined caller may not use are fine without tenancy
+        assert (await handler.acquire(ctx, AcquireRequest("a--b", 60))).name == "a--b"
+    finally:
+        await broker.close()
+        await sync.close()
