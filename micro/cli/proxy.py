@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from ssl import SSLContext
 
     from ..auth.session import Session
+    from ..client import Client
     from ..identity.bootstrap import TlsClient
     from ..identity.client import IdentityClient
     from ..settings import Settings
@@ -40,6 +41,7 @@ def proxy(
     ] = False,
 ) -> None:
     """Run an RPC proxy: every call it gets goes to the service named in it."""
+    from ..errors import MicroError
     from ..service.process import configure_logging, run
     from ..settings import Settings
     from .envs import check_server
@@ -55,6 +57,8 @@ def proxy(
         run(_serve(address, target, advertise, settings, auth=not no_auth))
     except (OSError, RuntimeError) as exc:
         fail(f"cannot start micro proxy: {exc}")
+    except MicroError as err:  # e.g. its credential refused, or no certificate for it
+        fail(f"cannot start micro proxy: {err.detail} ({err.code}, {err.status})")
 
 
 async def _serve(
@@ -69,9 +73,6 @@ async def _serve(
     from ..transport.client import ConnectionPool
 
     tls: TlsClient | None = None
-    listen_ssl: SSLContext | None = None
-    identity: IdentityClient | None = None
-    session: Session | None = None
     if settings.tls:
         from ..identity.bootstrap import TlsClient, ca_bundle
 
@@ -81,8 +82,16 @@ async def _serve(
     # forwarded calls carry their callers' tokens; the proxy's own (if any) is used only
     # to obtain its certificate
     client = Client(registry, pool=ConnectionPool(ssl=ssl) if ssl is not None else None)
+    own: _Certificate | None = None
+    listen_ssl: SSLContext | None = None
     if tls is not None:
-        session, identity, listen_ssl = await _certificate(settings, server, tls)
+        try:
+            own = await _certificate(settings, server, tls)
+        except BaseException:
+            await client.close()
+            await registry.close()
+            raise
+        listen_ssl = own.server_context
     verifier = Verifier(fetch=RpcAuth(server, client=client).jwks) if auth else None
     node = Proxy(client, address=address, advertise=advertise, verifier=verifier)
 
@@ -91,20 +100,42 @@ async def _serve(
 
     async def stop() -> None:
         await node.stop()
-        for part in (identity, session):
-            if part is not None:
-                await part.close()
+        if own is not None:
+            await own.close()
         await client.close()
         await registry.close()
 
     await serve_until_signal(start, stop, "proxy")
 
 
-async def _certificate(
-    settings: Settings, server: str, tls: TlsClient
-) -> tuple[Session, IdentityClient, SSLContext]:
+class _Certificate:
+    """The proxy's own identity under ``MICRO_TLS=1``: the session of its credential, the
+    small client that session and the identity client call the server with, the identity
+    client renewing the certificate, and the listener's context."""
+
+    def __init__(
+        self,
+        session: Session,
+        client: Client,
+        identity: IdentityClient,
+        server_context: SSLContext,
+    ) -> None:
+        self.session = session
+        self.client = client
+        self.identity = identity
+        self.server_context = server_context
+
+    async def close(self) -> None:
+        """Stop renewing the certificate and the tokens, then close the client."""
+        await self.identity.close()
+        await self.session.close()
+        await self.client.close()
+
+
+async def _certificate(settings: Settings, server: str, tls: TlsClient) -> _Certificate:
     """MICRO_TLS=1: log in with the credential in the environment and obtain (and keep
-    renewing) the proxy's certificate; listen with it, requiring client certificates."""
+    renewing) the proxy's certificate; listen with it, requiring client certificates.
+    Everything opened here is closed again if a step fails."""
     from ..auth.connect import login_with
     from ..auth.rpc import RpcAuth
     from ..auth.session import Session, credential_from_env
@@ -122,12 +153,18 @@ async def _certificate(
     own = Client(pool=ConnectionPool(ssl=tls.context))
     auth = RpcAuth(server, client=own)
     session = Session(credential, login_with(auth), auth.refresh)
-    await session.start()
-    own.credentials = session.header
     identity = IdentityClient(RpcIdentity(own, server), service="proxy")
-    credentials = await identity.start()
+    try:
+        await session.start()
+        own.credentials = session.header
+        credentials = await identity.start()
+    except BaseException:
+        await identity.close()
+        await session.close()
+        await own.close()
+        raise
     tls.credentials = credentials
-    return session, identity, credentials.server_context()
+    return _Certificate(session, own, identity, credentials.server_context())
 
 
 def register(app: typer.Typer) -> None:

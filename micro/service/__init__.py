@@ -341,13 +341,15 @@ class Service:
                 ep.wrap([guard.middleware(self.name, ep.name, ep.public), *self.middleware])
         if server is None:
             router = Router()
-            router.add(self.name, list(self.endpoints.values()))
+            for served in self._served_names():
+                router.add(served, list(self.endpoints.values()))
             self.server = RpcServer(router, self.max_frame)
             host, port = split_address(self._address or self.settings.service_address)
             await self.server.start(host, port, ssl=self._server_ssl)
             self._owns_server = True
         else:
-            server.router.add(self.name, list(self.endpoints.values()))
+            for served in self._served_names():
+                server.router.add(served, list(self.endpoints.values()))
             self.server = server
         if self._web_app is not None:
             from .web import serve_asgi
@@ -360,6 +362,15 @@ class Service:
         await self._register(first=True)
         self._heartbeat = asyncio.get_running_loop().create_task(self._beat())
         log.info("%s %s serving on %s", self.name, self.version, self.address)
+
+    def _served_names(self) -> list[str]:
+        """The names calls may address this service by: its name, and in a namespace other
+        than ``micro`` also the registry's qualified ``namespace/name`` (what the gateway
+        and the platform's own clients resolve and send)."""
+        from ..auth.tenancy import qualified
+
+        full = qualified(self.settings.namespace, self.name)
+        return [self.name] if full == self.name else [self.name, full]
 
     async def _start_auth(self) -> None:
         """Log in with this service's credential and load what the guard needs."""
@@ -436,7 +447,8 @@ class Service:
             if self._owns_server:
                 await server.stop(grace)
             else:
-                server.router.remove(self.name)
+                for served in self._served_names():
+                    server.router.remove(served)
         web_stop, self._web_stop, self._web_url = self._web_stop, None, ""
         if web_stop is not None:
             try:

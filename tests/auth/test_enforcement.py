@@ -229,3 +229,39 @@ async def test_token_of_another_namespace_is_refused_by_a_namespaced_service(
         server, "/greeter/secret", headers={"Authorization": f"Bearer {tokens.access_token}"}
     )
     assert status in (403, 404, 503)
+
+
+async def test_a_namespace_caller_reaches_its_own_service_through_the_gateway(
+    server: MicroServer,
+) -> None:
+    from micro.settings import Settings
+
+    assert server.auth is not None
+    await server.auth.create_account(
+        "boss", secret="acme's own password", scopes=["admin"], namespace="acme"
+    )
+    tokens = await server.auth.login("boss", "acme's own password", "acme")
+    header = f"Bearer {tokens.access_token}"
+    svc = Service("greeter", settings=Settings(namespace="acme"))
+
+    @svc.handler
+    class Greeter:
+        @public
+        async def call(self, ctx: Context, req: Req) -> Resp:
+            return Resp(f"acme says hello {req.name}", ctx.service)
+
+    # registered as acme's: the registry stores it as acme/greeter beside micro's greeter
+    svc.use(registry=RpcRegistry(server.address, credentials=lambda: header), auth=False)
+    await svc.start()
+    try:
+        status, body = await http(
+            server, "/greeter/call", '{"name": "B"}', headers={"Authorization": header}
+        )
+        assert (status, body["message"]) == (200, "acme says hello B")
+        # anonymous callers (namespace micro) still reach micro's greeter
+        assert await http(server, "/greeter/call", '{"name": "C"}') == (
+            200,
+            {"message": "Hello C", "caller": ""},
+        )
+    finally:
+        await svc.stop()
