@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -13,6 +14,8 @@ import aetcd.exceptions  # type: ignore[import-untyped]
 from ..errors import MicroError, bad_request, internal, timeout, unavailable
 
 __all__ = ["EtcdConnection", "EtcdSettings"]
+
+log = logging.getLogger("micro.etcd")
 
 T = TypeVar("T")
 
@@ -79,8 +82,8 @@ class EtcdConnection:
         self._index = (self._index + 1) % len(self.settings.endpoints)
         try:
             await asyncio.wait_for(client.close(), self.settings.timeout)
-        except (TimeoutError, Exception):
-            pass
+        except Exception as exc:  # a broken connection may not close cleanly: it is dropped
+            log.debug("etcd: closing a dropped connection failed (%s)", exc)
 
     async def call_raw(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Await ``fn()`` converting aetcd errors (no reconnect bookkeeping)."""

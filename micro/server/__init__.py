@@ -306,8 +306,10 @@ class MicroServer:
             try:
                 await self.auth.exchange(found.api_key)
                 return
-            except MicroError:
-                pass
+            except MicroError as exc:
+                if exc.code != "unauthorized":  # the store failing is not a stale key
+                    raise
+                log.info("micro server: the local credential is no longer valid; replacing it")
         _, key = await self.auth.create_key("admin", name=f"local {socket.gethostname()}")
         write_local_credential(self.options.data_dir, key, self.rpc.address)
 

@@ -9,10 +9,10 @@ import functools
 from pathlib import Path
 from typing import IO, Any
 
+from .._sqlite_worker import After, Job, Worker
 from ..errors import MicroError, conflict, internal, unavailable
 from . import _sql as sql
 from ._validate import ID
-from ._worker import After, Job, Worker
 
 __all__ = ["Engine"]
 
@@ -54,7 +54,7 @@ class Engine:
             self._lock = await asyncio.to_thread(_lock, self.lock_path)
             writer = Worker(
                 "store-writer", functools.partial(sql.connect, path, writer=True), loop,
-                writer=True, max_batch=self._max_batch,
+                block=ID, writer=True, max_batch=self._max_batch,
             )
             writer.before_commit = self.versions.save
             self._writer = writer
@@ -68,7 +68,7 @@ class Engine:
         self._readers = [
             Worker(
                 f"store-reader-{i}", functools.partial(sql.connect, path, writer=False), loop,
-                writer=False, max_batch=self._max_batch,
+                block=ID, writer=False, max_batch=self._max_batch,
             )
             for i in range(self._reader_count)
         ]

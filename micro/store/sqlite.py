@@ -4,7 +4,7 @@ The event loop never touches SQLite. One writer thread runs writes in batches, o
 transaction and one fsync per batch, and acknowledges a write only after its batch is
 committed, so an acknowledged write survives ``kill -9`` and power loss. Reader threads
 (``readers``, default 2) run reads in batches over their own connections (see
-:mod:`micro.store._worker`). Point reads go through a write-through cache of
+:mod:`micro._sqlite_worker`). Point reads go through a write-through cache of
 ``cache_bytes`` (default 64 MiB; 0 turns it off; see :mod:`micro.store._cache`), which is
 why one store object owns its file: a lock file (``PATH.lock``) keeps a second one out.
 

@@ -1,6 +1,6 @@
 """The durable sync backend: one SQLite file in WAL mode with ``synchronous=FULL``.
 
-Every operation (reads too) runs on one database thread (:mod:`micro.sync._worker`);
+Every operation (reads too) runs on one database thread (:mod:`micro._sqlite_worker`);
 concurrent calls are grouped into one transaction, one fsync. An acknowledged call
 survives ``kill -9``. Each lock's last fencing token stays in the ``locks`` table after
 release, so tokens never go back, even across restarts.
@@ -18,11 +18,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .._sqlite_worker import Worker
 from ..errors import internal
 from . import ID
 from ._base import LocalSync
 from ._tables import LockRow, Tables, TaskRow
-from ._worker import Writer
 
 __all__ = ["SqliteSync"]
 
@@ -145,7 +145,7 @@ class SqliteSync(LocalSync):
     def __init__(self, path: str | Path, clock: Callable[[], float] = time.time) -> None:
         super().__init__(clock)
         self.path = Path(path)
-        self._writer: Writer | None = None
+        self._writer: Worker | None = None
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -159,12 +159,13 @@ class SqliteSync(LocalSync):
     async def start(self) -> None:
         """Open the database (idempotent; the first call does it too)."""
         if self._writer is None:
-            self._writer = Writer(self._connect, asyncio.get_running_loop())
             await self._run(lambda t: None)
 
     async def _run(self, fn: Callable[[Tables], T]) -> T:
         if self._writer is None:
-            self._writer = Writer(self._connect, asyncio.get_running_loop())
+            self._writer = Worker(
+                "micro-sync-db", self._connect, asyncio.get_running_loop(), block=ID, writer=True
+            )
         try:
             result: T = await self._writer.submit(lambda conn: fn(SqliteTables(conn)))
         except (sqlite3.Error, OSError) as exc:

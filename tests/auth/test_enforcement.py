@@ -265,3 +265,29 @@ async def test_a_namespace_caller_reaches_its_own_service_through_the_gateway(
         )
     finally:
         await svc.stop()
+
+
+async def test_a_stale_local_credential_is_replaced_on_start(tmp_path: Path) -> None:
+    from micro.auth.session import read_local_credential, write_local_credential
+
+    data = tmp_path / "data"
+    first = await start_server(data, gateway=False)
+    await first.stop()
+    kept = read_local_credential(data)
+    assert kept is not None
+    write_local_credential(data, "mk_gone_" + "A" * 43, first.address)  # not a real key
+    second = await start_server(data, gateway=False)
+    try:
+        fresh = read_local_credential(data)
+        assert fresh is not None and fresh.api_key not in ("mk_gone_" + "A" * 43, kept.api_key)
+        assert second.auth is not None
+        assert (await second.auth.exchange(fresh.api_key)).access_token
+        assert (data / "credentials").stat().st_mode & 0o777 == 0o600
+    finally:
+        await second.stop()
+    # a valid one is kept as it is
+    third = await start_server(data, gateway=False)
+    try:
+        assert read_local_credential(data) == fresh
+    finally:
+        await third.stop()

@@ -1,10 +1,10 @@
 """Threads that own a SQLite connection and run jobs for the event loop in batches.
 
-sqlite3 blocks, so the store never calls it on the event loop. A :class:`Worker` is one
-thread with one connection and a queue of jobs. It takes every job waiting (up to
-``max_batch``), runs them, and hands all the results back to the loop with one
-``call_soon_threadsafe``, so a busy store pays the thread switch once per batch, not once
-per call.
+Shared by the SQLite backends (the store's writer and readers, sync's writer). sqlite3
+blocks, so a backend never calls it on the event loop. A :class:`Worker` is one thread with
+one connection and a queue of jobs. It takes every job waiting (up to ``max_batch``), runs
+them, and hands all the results back to the loop with one ``call_soon_threadsafe``, so a
+busy backend pays the thread switch once per batch, not once per call.
 
 A *writer* runs each batch in one transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``): group
 commit, one fsync for every write in the batch. Each job runs inside a savepoint, so a job
@@ -24,12 +24,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import MicroError, internal, unavailable
-from ._validate import ID
+from .errors import MicroError, internal, unavailable
 
 __all__ = ["After", "Job", "Worker"]
 
-log = logging.getLogger("micro.store")
+log = logging.getLogger("micro.sqlite")
 
 Job = Callable[[sqlite3.Connection], Any]
 """Work for a connection; runs in the worker thread; may raise :class:`MicroError`."""
@@ -42,14 +41,14 @@ _Item = tuple[Job, "asyncio.Future[Any]", After | None]
 _Result = tuple["asyncio.Future[Any]", bool, Any, After | None]  # ok: value, else exception
 
 
-def _deliver(results: list[_Result]) -> None:
+def _deliver(block: str, results: list[_Result]) -> None:
     """On the loop: settle the futures of one batch."""
     for fut, ok, value, after in results:
         if ok and after is not None:
             try:
                 value = after(value)
             except Exception as exc:
-                ok, value = False, _error(exc, "finishing a job")
+                ok, value = False, _error(exc, block, "finishing a job")
         if fut.cancelled():
             continue
         if ok:
@@ -58,14 +57,15 @@ def _deliver(results: list[_Result]) -> None:
             fut.set_exception(value)
 
 
-def _error(exc: BaseException, what: str) -> MicroError:
+def _error(exc: BaseException, block: str, what: str) -> MicroError:
     if isinstance(exc, MicroError):
         return exc
-    return internal(ID, f"{what} failed: {type(exc).__name__}: {exc}")
+    return internal(block, f"{what} failed: {type(exc).__name__}: {exc}")
 
 
 class Worker:
-    """One thread, one connection (made by ``connect`` in the thread), batches of jobs."""
+    """One thread, one connection (made by ``connect`` in the thread), batches of jobs.
+    ``block`` (``store``, ``sync``) names the errors and log lines."""
 
     def __init__(
         self,
@@ -73,9 +73,11 @@ class Worker:
         connect: Callable[[], sqlite3.Connection],
         loop: asyncio.AbstractEventLoop,
         *,
+        block: str,
         writer: bool,
         max_batch: int = 512,
     ) -> None:
+        self.block = block
         self._connect = connect
         self._loop = loop
         self._writer = writer
@@ -102,11 +104,11 @@ class Worker:
         """Finish the jobs already queued, close the connection, end the thread."""
         with self._lock:
             if self._closed is None:
-                self._closed = unavailable(ID, "the store is closed")
+                self._closed = unavailable(self.block, f"the {self.block} database is closed")
                 self._queue.put(None)
         await asyncio.to_thread(self._thread.join, timeout)
         if self._thread.is_alive():
-            log.error("store: %s did not stop within %.0f s", self._thread.name, timeout)
+            log.error("%s: %s did not stop within %.0f s", self.block, self._thread.name, timeout)
 
     # -- in the thread ---------------------------------------------------------------------
 
@@ -114,7 +116,7 @@ class Worker:
         try:
             conn = self._connect()
         except BaseException as exc:
-            self._fail_all(_error(exc, "opening the store"))
+            self._fail_all(_error(exc, self.block, f"opening the {self.block} database"))
             return
         try:
             while True:
@@ -139,11 +141,11 @@ class Worker:
                     break
         finally:
             conn.close()
-            self._fail_all(unavailable(ID, "the store is closed"))
+            self._fail_all(unavailable(self.block, f"the {self.block} database is closed"))
 
     def _post(self, results: list[_Result]) -> None:
         try:
-            self._loop.call_soon_threadsafe(_deliver, results)
+            self._loop.call_soon_threadsafe(_deliver, self.block, results)
         except RuntimeError:  # the loop is closed: nobody waits any more
             pass
 
@@ -168,17 +170,17 @@ class Worker:
         try:
             conn.execute("BEGIN")
         except sqlite3.Error as exc:
-            err = _error(exc, "reading")
+            err = _error(exc, self.block, "reading")
             return [(fut, False, err, None) for _, fut, _ in batch]
         for job, fut, after in batch:
             try:
                 results.append((fut, True, job(conn), after))
             except Exception as exc:
-                results.append((fut, False, _error(exc, "reading"), None))
+                results.append((fut, False, _error(exc, self.block, "reading"), None))
         try:
             conn.execute("COMMIT")
         except sqlite3.Error:
-            log.exception("store: ending a read transaction failed")
+            log.exception("%s: ending a read transaction failed", self.block)
         return results
 
     def _write(self, conn: sqlite3.Connection, batch: list[_Item]) -> list[_Result]:
@@ -193,7 +195,7 @@ class Worker:
                     # raises when SQLite already rolled the whole transaction back: then
                     # the batch fails below
                     conn.execute("ROLLBACK TO job")
-                    results.append((fut, False, _error(exc, "writing"), None))
+                    results.append((fut, False, _error(exc, self.block, "writing"), None))
                 else:
                     results.append((fut, True, value, after))
                 conn.execute("RELEASE job")
@@ -201,12 +203,12 @@ class Worker:
                 self.before_commit(conn)
             conn.execute("COMMIT")
         except Exception as exc:
-            err = _error(exc, "writing")
-            log.error("store: a batch of %d writes failed: %s", len(batch), err.detail)
+            err = _error(exc, self.block, "writing")
+            log.error("%s: a batch of %d writes failed: %s", self.block, len(batch), err.detail)
             if conn.in_transaction:
                 try:
                     conn.execute("ROLLBACK")
                 except sqlite3.Error:
-                    log.exception("store: rollback failed")
+                    log.exception("%s: rollback failed", self.block)
             return [(fut, False, err, None) for _, fut, _ in batch]
         return results
